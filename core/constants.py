@@ -1,0 +1,57 @@
+"""Names of Redis keys, streams, groups, the collection and other fixed numbers.
+
+Every name that two processes must agree on lives here, as data. Names that a deployment may
+want to change (the legacy list, the stream prefix, the collection) are only *defaults*: the
+settings class reads them from here and lets the environment override them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- the legacy contract -------------------------------------------------------------------
+#: The scraper LPUSHes JSON jobs here; we RPOP, so the list is consumed first-in first-out.
+LEGACY_LIST: Final = "indexing_jobs"
+
+# --- streams and groups ----------------------------------------------------------------------
+#: The jobs stream shares a Redis Cluster hash slot with the legacy list (hash tag
+#: ``{indexing_jobs}``; an untagged key hashes its whole name, so ``indexing_jobs`` and
+#: ``{indexing_jobs}:jobs`` land in the same slot). The bridge's Lua script touches both keys.
+JOBS_STREAM: Final = "{indexing_jobs}:jobs"
+BATCH_STREAM: Final = "finally-indexer:batches"
+EVENTS_STREAM: Final = "finally-indexer:events"
+DEAD_LETTER_STREAM: Final = "finally-indexer:dead-letter"
+PLANNER_GROUP: Final = "planner"
+INDEXER_GROUP: Final = "indexer"
+
+#: The events stream is a bounded log (XADD MAXLEN ~): enough for the dashboard and for a
+#: downstream cache that falls behind by a few minutes at full speed (~200 events/s).
+EVENTS_MAXLEN: Final = 100_000
+#: Dead letters are kept until an operator replays them; the cap only stops a runaway producer
+#: from filling Redis memory (every dead letter is also a row in ``failed_operations``).
+DEAD_LETTER_MAXLEN: Final = 1_000_000
+
+# --- the vector collection ---------------------------------------------------------------------
+COLLECTION: Final = "bike_listings"
+#: text-embedding-3-large's native size.
+VECTOR_SIZE: Final = 3072
+OPENAI_MODEL: Final = "text-embedding-3-large"
+HASHING_MODEL: Final = "hashing-char-ngram-v1"
+
+# --- OpenAI embeddings API limits (per request / per input) --------------------------------------
+OPENAI_MAX_INPUTS_PER_REQUEST: Final = 2048
+OPENAI_MAX_TOKENS_PER_REQUEST: Final = 300_000
+OPENAI_MAX_TOKENS_PER_INPUT: Final = 8191
+#: US dollars per 1M input tokens for text-embedding-3-large (published price list).
+OPENAI_USD_PER_MILLION_TOKENS: Final = 0.13
+
+# --- batching and redelivery defaults ------------------------------------------------------------
+#: Listings per batch message: small enough that a redelivered batch costs little, large enough
+#: that one PostgreSQL read and one Qdrant write serve many listings.
+DEFAULT_BATCH_SIZE: Final = 64
+#: A pending entry idle this long is presumed orphaned by a dead worker and reclaimed.
+DEFAULT_RECLAIM_IDLE_MS: Final = 60_000
+#: Deliveries after which an entry is dead-lettered instead of processed again.
+DEFAULT_MAX_DELIVERIES: Final = 5
+#: A legacy job naming more ids than this is rejected as malformed (use "all" instead).
+MAX_IDS_PER_JOB: Final = 100_000

@@ -1,0 +1,163 @@
+"""The one settings class, parsed once at the entrypoint and passed down by constructor.
+
+Names follow the seed (``POSTGRES_HOST``, ``QDRANT_HOST``, ``REDIS_HOST``, ``OPENAI_API_KEY``,
+``VECTOR_SIZE`` …); the URL forms (``DATABASE_URL``, ``REDIS_URL``, ``QDRANT_URL``) win over the
+host/port parts when set. Secrets are ``SecretStr`` and never appear in ``repr`` or logs.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from finally_indexer.core import constants as c
+from finally_indexer.core.errors import ConfigurationError
+
+
+class EmbedderKind(StrEnum):
+    """Which embedder to use. ``auto`` means OpenAI when a key is set, else the offline one."""
+
+    AUTO = "auto"
+    OPENAI = "openai"
+    HASHING = "hashing"
+
+
+class VectorStoreKind(StrEnum):
+    """Where vectors live: a Qdrant server, Qdrant's in-process engine, or qdrant-client's local mode."""
+
+    SERVER = "server"
+    EDGE = "edge"
+    LOCAL = "local"
+
+
+DEFAULT_TEXT_TEMPLATE = "{title}\n연식: {year}년\n가격: {price}원\n주행거리: {mileage}km\n\n{content}"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. See docs/configuration.md for the reference table."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True
+    )
+
+    # PostgreSQL
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = Field(5432, ge=1, le=65535)
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_db: str = "finally"
+    database_url: SecretStr | None = None
+    db_pool_min: int = Field(1, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+
+    # Redis
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_password: SecretStr | None = None
+    redis_url: SecretStr | None = None
+
+    # Qdrant
+    vector_store: VectorStoreKind = VectorStoreKind.EDGE
+    qdrant_host: str = "127.0.0.1"
+    qdrant_port: int = Field(6333, ge=1, le=65535)
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path = Path("var/qdrant")
+    collection: str = c.COLLECTION
+
+    # Embeddings
+    embedder: EmbedderKind = EmbedderKind.AUTO
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    embedding_model: str = c.OPENAI_MODEL
+    vector_size: int = Field(c.VECTOR_SIZE, ge=1, le=65536)
+    embedding_max_input_tokens: int = Field(c.OPENAI_MAX_TOKENS_PER_INPUT, ge=16)
+    embedding_concurrency: int = Field(4, ge=1, le=64)
+    text_template: str = DEFAULT_TEXT_TEMPLATE
+
+    # Streams and keys
+    legacy_list: str = c.LEGACY_LIST
+    jobs_stream: str = c.JOBS_STREAM
+    batch_stream: str = c.BATCH_STREAM
+    events_stream: str = c.EVENTS_STREAM
+    dead_letter_stream: str = c.DEAD_LETTER_STREAM
+    batch_size: int = Field(c.DEFAULT_BATCH_SIZE, ge=1, le=2048)
+    reclaim_idle_ms: int = Field(c.DEFAULT_RECLAIM_IDLE_MS, ge=100)
+    max_deliveries: int = Field(c.DEFAULT_MAX_DELIVERIES, ge=1)
+    worker_concurrency: int = Field(2, ge=1, le=64)
+    consumer_name: str | None = None
+
+    # HTTP
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    metrics_port: int = Field(0, ge=0, le=65535)
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @model_validator(mode="after")
+    def _check_template(self) -> Settings:
+        try:
+            self.text_template.format(title="", year="", price="", mileage="", content="", brand="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"TEXT_TEMPLATE: unknown placeholder {exc}; allowed: "
+                "{title} {year} {price} {mileage} {content} {brand}"
+            ) from exc
+        return self
+
+    # --- derived values ---------------------------------------------------------------------
+    def postgres_dsn(self) -> str:
+        """The PostgreSQL DSN: ``DATABASE_URL`` if set, else built from the ``POSTGRES_*`` parts."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://")
+        password = self.postgres_password.get_secret_value()
+        auth = quote(self.postgres_user, safe="")
+        if password:
+            auth += ":" + quote(password, safe="")
+        return f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+
+    def redis_dsn(self) -> str:
+        """The Redis URL: ``REDIS_URL`` if set, else built from ``REDIS_HOST``/``REDIS_PORT``."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        auth = ""
+        if self.redis_password is not None:
+            auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+    def qdrant_location(self) -> str:
+        """The Qdrant server URL: ``QDRANT_URL`` if set, else ``http://QDRANT_HOST:QDRANT_PORT``."""
+        return self.qdrant_url or f"http://{self.qdrant_host}:{self.qdrant_port}"
+
+    def resolved_embedder(self) -> EmbedderKind:
+        """``auto`` resolved: OpenAI when ``OPENAI_API_KEY`` is set, the offline embedder otherwise."""
+        if self.embedder is EmbedderKind.AUTO:
+            return EmbedderKind.OPENAI if self.openai_api_key else EmbedderKind.HASHING
+        return self.embedder
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Parse the environment once; turn validation errors into one message naming each variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad variable: its environment name, the value given and the form expected."""
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+        value = err.get("input")
+        shown = "<hidden>" if any(s in name for s in ("PASSWORD", "KEY", "URL")) else repr(value)
+        lines.append(f"  {name}={shown}: {err['msg']}")
+    return "\n".join(lines)

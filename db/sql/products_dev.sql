@@ -1,0 +1,17 @@
+-- Development and test mirror of the scraper's `products` table. The scraper owns the real one:
+-- production never runs this file (migrations do not touch `products`).
+CREATE TABLE IF NOT EXISTS products (
+    id            bigserial PRIMARY KEY,
+    title         text NOT NULL DEFAULT '',
+    url           text,
+    img_url       text,
+    price         bigint,          -- won
+    content       text,
+    odo           integer,         -- km, as the odometer reads
+    mileage       integer,         -- km
+    brand         text,
+    year          integer,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    is_conversion boolean NOT NULL DEFAULT false  -- true = in Qdrant with its current content
+);

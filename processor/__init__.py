@@ -1,0 +1,1 @@
+"""The stream side: bridge, planner, indexer, embedders and vector stores."""

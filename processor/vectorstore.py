@@ -1,0 +1,75 @@
+"""The ``VectorStore`` interface: where listing vectors live (a Qdrant server or Qdrant in-process)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ListingPoint:
+    """One listing's vector and payload. The point id is the product id (deterministic, collision-free).
+
+    ``version`` orders writes of the same listing: the source row's ``updated_at`` in
+    microseconds since the epoch. A write never replaces a stored point with a higher version.
+    """
+
+    product_id: int
+    vector: list[float]
+    version: int
+    text_hash: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredListing:
+    """What the store holds for one listing (for audits and convergence checks)."""
+
+    product_id: int
+    version: int
+    text_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result."""
+
+    product_id: int
+    score: float
+    payload: dict[str, Any]
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """A Qdrant collection of listings, whichever engine holds it."""
+
+    async def ensure_collection(self) -> None:
+        """Create the collection if absent (Cosine, HNSW defaults, the configured size)."""
+        ...
+
+    async def upsert(self, points: Sequence[ListingPoint]) -> None:
+        """Insert or replace points; a stored point with a newer ``version`` is left untouched."""
+        ...
+
+    async def delete(self, product_ids: Sequence[int], *, max_version: int | None = None) -> None:
+        """Remove the listings' points (only those whose version is ≤ ``max_version`` when given)."""
+        ...
+
+    async def get(self, product_ids: Sequence[int]) -> dict[int, StoredListing]:
+        """What is stored for these ids (missing ids are absent from the result)."""
+        ...
+
+    def scan(self) -> AsyncIterator[StoredListing]:
+        """Every stored listing, without vectors (for audits and convergence checks)."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def search(self, vector: Sequence[float], limit: int = 10) -> list[SearchHit]: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`~finally_indexer.core.errors.DependencyUnavailable` when unreachable."""
+        ...
+
+    async def aclose(self) -> None: ...
