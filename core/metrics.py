@@ -1,0 +1,72 @@
+"""Every Prometheus metric the service exports, defined once. Units in names, ``_total`` on counters.
+
+Counters and histograms are updated where things happen (bridge, planner, indexer, embedders,
+vector stores). Gauges about queues are *projections*: :mod:`finally_indexer.http.collector`
+fills them from Redis and PostgreSQL when ``/metrics`` is scraped, so every process that serves
+``/metrics`` reports the same queue figures and each worker reports its own counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+NS = "finally_indexer"
+
+# --- flow counters -------------------------------------------------------------------------------
+JOBS_BRIDGED = Counter("jobs_bridged_total", "Legacy jobs moved from the list to the jobs stream.", namespace=NS, registry=REGISTRY)
+JOBS_ACCEPTED = Counter("jobs_accepted_total", "Jobs validated and planned.", ["source", "operation"], namespace=NS, registry=REGISTRY)
+JOBS_MALFORMED = Counter("jobs_malformed_total", "Jobs rejected as malformed, by reason.", ["reason"], namespace=NS, registry=REGISTRY)
+BATCHES_PLANNED = Counter("batches_planned_total", "Batch messages written by the planner.", namespace=NS, registry=REGISTRY)
+LISTINGS = Counter(
+    "listings_total",
+    "Listings processed by outcome (indexed, updated, deleted, skipped, failed).",
+    ["outcome"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+FAILURES = Counter("failures_total", "Failed operations, by reason.", ["reason"], namespace=NS, registry=REGISTRY)
+DEAD_LETTERS = Counter("dead_letters_total", "Entries moved to the dead-letter stream.", ["stream"], namespace=NS, registry=REGISTRY)
+REDELIVERIES = Counter("redeliveries_total", "Pending entries reclaimed from a dead or slow consumer.", ["stream"], namespace=NS, registry=REGISTRY)
+
+# --- embeddings ------------------------------------------------------------------------------------
+EMBED_REQUESTS = Counter("embedding_requests_total", "Embedding requests by status (ok, rate_limited, error, rejected).", ["status"], namespace=NS, registry=REGISTRY)
+EMBED_SECONDS = Histogram(
+    "embedding_request_duration_seconds",
+    "Latency of one embedding request.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    namespace=NS,
+    registry=REGISTRY,
+)
+EMBED_TOKENS = Counter("embedding_tokens_total", "Tokens sent to the embedding model.", ["model"], namespace=NS, registry=REGISTRY)
+EMBED_COST = Counter("embedding_cost_usd_total", "Estimated embedding spend in US dollars.", ["model"], namespace=NS, registry=REGISTRY)
+
+# --- vector store and end to end -------------------------------------------------------------------
+STORE_WRITE_SECONDS = Histogram(
+    "vector_store_write_duration_seconds",
+    "Latency of one vector-store write (upsert or delete of a batch).",
+    ["op"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+    namespace=NS,
+    registry=REGISTRY,
+)
+END_TO_END_SECONDS = Histogram(
+    "end_to_end_latency_seconds",
+    "From the job entering the system (bridge or API) to the listing being searchable.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
+    namespace=NS,
+    registry=REGISTRY,
+)
+
+# --- projections, refreshed at scrape time ----------------------------------------------------------
+LEGACY_LIST_LENGTH = Gauge("legacy_list_length", "Jobs waiting in the legacy list.", namespace=NS, registry=REGISTRY)
+STREAM_LENGTH = Gauge("stream_length", "Entries in a stream.", ["stream"], namespace=NS, registry=REGISTRY)
+GROUP_LAG = Gauge("consumer_group_lag", "Entries not yet delivered to a consumer group.", ["stream", "group"], namespace=NS, registry=REGISTRY)
+GROUP_PENDING = Gauge("consumer_group_pending", "Entries delivered but not acknowledged.", ["stream", "group"], namespace=NS, registry=REGISTRY)
+OLDEST_PENDING_AGE = Gauge("oldest_pending_age_seconds", "Idle time of the oldest pending entry.", ["stream", "group"], namespace=NS, registry=REGISTRY)
+CONSUMERS_ALIVE = Gauge("consumers_alive", "Consumers of a group seen active recently.", ["stream", "group"], namespace=NS, registry=REGISTRY)
+LISTINGS_TOTAL = Gauge("listings_source_count", "Listings in PostgreSQL.", namespace=NS, registry=REGISTRY)
+LISTINGS_INDEXED = Gauge("listings_indexed_count", "Listings whose current content is in the collection (is_conversion).", namespace=NS, registry=REGISTRY)
+INDEX_COVERAGE = Gauge("index_coverage_ratio", "Indexed listings divided by listings that should be indexed.", namespace=NS, registry=REGISTRY)
+FRESHNESS = Gauge("index_freshness_seconds", "Age of the oldest listing waiting to be indexed (0 when none).", namespace=NS, registry=REGISTRY)
+FAILURES_OPEN = Gauge("failed_operations_open", "Unresolved rows in failed_operations.", namespace=NS, registry=REGISTRY)
