@@ -1,0 +1,121 @@
+"""The asyncpg connection pool, bound to the service's schema, and a latency probe.
+
+Every connection of the pool has ``search_path = <schema>, public``: the service's own tables
+live in ``<schema>`` (created by the migrations) while the scraper's ``products`` table is found
+in ``public`` unless the schema holds a mirror of its own (dev and tests, see ``dev_schema.py``).
+
+``json`` and ``jsonb`` values are decoded to Python objects and encoded from them
+(``json.dumps``), so callers pass and receive dicts and lists, never JSON strings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import asyncpg
+import structlog
+
+from finally_indexer.core.errors import ConfigurationError, DependencyUnavailable
+
+if TYPE_CHECKING:
+    from finally_indexer.core.settings import Settings
+
+__all__ = ["CONNECT_TIMEOUT_S", "PING_TIMEOUT_S", "create_pool", "ping", "quote_schema", "validate_schema"]
+
+log = structlog.get_logger(__name__)
+
+#: Seconds to wait for a TCP connection and the server's greeting. A reachable server answers
+#: in milliseconds; waiting longer only delays the report that it is down.
+CONNECT_TIMEOUT_S: Final = 10.0
+#: A health probe that takes longer than this is reported as a failure, not waited for.
+PING_TIMEOUT_S: Final = 5.0
+
+#: Unquoted PostgreSQL identifiers: lower case so that quoted and unquoted uses name the same
+#: schema; 63 bytes is PostgreSQL's NAMEDATALEN - 1.
+_SCHEMA_RE: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+_UNREACHABLE: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+def validate_schema(schema: str) -> str:
+    """Return ``schema`` if it is a safe lower-case identifier, else raise ``ConfigurationError``."""
+    if not _SCHEMA_RE.fullmatch(schema) or schema.startswith("pg_"):
+        raise ConfigurationError(
+            f"POSTGRES_SCHEMA={schema!r}: expected a lower-case identifier "
+            "([a-z_][a-z0-9_]*, at most 63 characters, not starting with 'pg_')"
+        )
+    return schema
+
+
+def quote_schema(schema: str) -> str:
+    """The validated schema name as a quoted SQL identifier."""
+    return f'"{validate_schema(schema)}"'
+
+
+def resolve_schema(settings: Settings, schema: str | None) -> str | None:
+    """The explicit ``schema``, else ``settings.postgres_schema`` (if that setting exists), validated."""
+    chosen = schema if schema is not None else getattr(settings, "postgres_schema", None)
+    return validate_schema(chosen) if chosen else None
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _where(dsn: str) -> str:
+    """``host:port/db`` of a DSN, without credentials, for error messages."""
+    tail = dsn.split("@", 1)[-1] if "@" in dsn else dsn.split("://", 1)[-1]
+    return tail.split("?", 1)[0]
+
+
+async def create_pool(settings: Settings, *, schema: str | None = None) -> asyncpg.Pool[Any]:
+    """Open a pool of ``DB_POOL_MIN``..``DB_POOL_MAX`` connections on ``schema`` (or ``POSTGRES_SCHEMA``).
+
+    Raises ``DependencyUnavailable`` when the server cannot be reached and ``ConfigurationError``
+    when it refuses the credentials or the database does not exist.
+    """
+    chosen = resolve_schema(settings, schema)
+    dsn = settings.postgres_dsn()
+    server_settings = {"application_name": "finally-indexer"}
+    if chosen is not None:
+        server_settings["search_path"] = f"{quote_schema(chosen)}, public"
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min(settings.db_pool_min, settings.db_pool_max),
+            max_size=settings.db_pool_max,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings=server_settings,
+            init=_init_connection,
+        )
+    except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError) as exc:
+        raise ConfigurationError(f"PostgreSQL at {_where(dsn)} refused the connection: {exc}") from exc
+    except _UNREACHABLE as exc:
+        raise DependencyUnavailable(
+            f"PostgreSQL at {_where(dsn)} is unreachable: {type(exc).__name__}: {exc}"
+        ) from exc
+    log.debug("pg_pool_opened", where=_where(dsn), schema=chosen, max_size=settings.db_pool_max)
+    return pool
+
+
+async def ping(pool: asyncpg.Pool[Any], *, timeout: float = PING_TIMEOUT_S) -> float:
+    """Round-trip ``SELECT 1`` through the pool; return the latency in seconds.
+
+    Raises ``DependencyUnavailable`` if the server does not answer within ``timeout``.
+    """
+    started = time.perf_counter()
+    try:
+        await pool.fetchval("SELECT 1", timeout=timeout)
+    except (*_UNREACHABLE, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
+        raise DependencyUnavailable(f"PostgreSQL ping failed: {type(exc).__name__}: {exc}") from exc
+    return time.perf_counter() - started
