@@ -10,6 +10,7 @@ in ``public`` unless the schema holds a mirror of its own (dev and tests, see ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -108,14 +109,15 @@ async def create_pool(settings: Settings, *, schema: str | None = None) -> async
     return pool
 
 
-async def ping(pool: asyncpg.Pool[Any], *, timeout: float = PING_TIMEOUT_S) -> float:
+async def ping(pool: asyncpg.Pool[Any]) -> float:
     """Round-trip ``SELECT 1`` through the pool; return the latency in seconds.
 
-    Raises ``DependencyUnavailable`` if the server does not answer within ``timeout``.
+    Raises ``DependencyUnavailable`` if the server does not answer within ``PING_TIMEOUT_S``.
     """
     started = time.perf_counter()
     try:
-        await pool.fetchval("SELECT 1", timeout=timeout)
+        async with asyncio.timeout(PING_TIMEOUT_S):
+            await pool.fetchval("SELECT 1")
     except (*_UNREACHABLE, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
         raise DependencyUnavailable(f"PostgreSQL ping failed: {type(exc).__name__}: {exc}") from exc
     return time.perf_counter() - started
