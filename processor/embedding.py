@@ -24,6 +24,19 @@ class EmbeddingResult:
     tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class PartialEmbeddingResult:
+    """Like :class:`EmbeddingResult`, but one rejected input does not fail the others.
+
+    ``vectors[i]`` is ``None`` exactly when ``i`` is a key of ``rejected``, whose value is the
+    model's reason (the caller fails only those listings, permanently).
+    """
+
+    vectors: list[list[float] | None]
+    tokens: int
+    rejected: dict[int, str]
+
+
 @runtime_checkable
 class Embedder(Protocol):
     """Turns texts into vectors of ``dimensions`` floats.
@@ -52,5 +65,9 @@ class Embedder(Protocol):
         ...
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult: ...
+
+    async def embed_many(self, texts: Sequence[str]) -> PartialEmbeddingResult:
+        """Like ``embed``, but inputs the model refuses are reported in ``rejected`` instead of raising."""
+        ...
 
     async def aclose(self) -> None: ...
