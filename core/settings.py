@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     db_pool_min: int = Field(1, ge=0)
     db_pool_max: int = Field(10, ge=1)
+    #: Schema for the service's tables (``search_path`` = this schema, then ``public``); tests use one each.
+    postgres_schema: str | None = None
 
     # Redis
     redis_host: str = "127.0.0.1"
