@@ -1,0 +1,259 @@
+"""The ``finally-indexer`` command: one entrypoint for every role, parsing settings once.
+
+Each subcommand is a small async function taking the settings, its arguments and a ``stop``
+event that SIGINT/SIGTERM set (a second signal cancels outright). The role implementations are
+imported inside the commands so that ``--help`` and ``check-config`` work without loading them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import SecretStr
+
+from finally_indexer.core.errors import ConfigurationError
+from finally_indexer.core.logging import configure_logging
+from finally_indexer.core.settings import Settings, load_settings
+from finally_indexer.devenv._process import ServerError
+
+log = structlog.get_logger(__name__)
+
+Command = Callable[[Settings, argparse.Namespace, asyncio.Event], Awaitable[None]]
+
+#: Exit codes: 2 for bad configuration (as argparse uses for bad arguments), 1 for other failures.
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+#: Listings ``up`` seeds into an empty ``products`` table: the size of the real catalogue.
+DEMO_LISTINGS = 30_000
+
+
+class MissingComponentError(RuntimeError):
+    """A part of the service this command needs is not installed (or not written yet)."""
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _require(module: str, name: str) -> Any:
+    """``module.name``, imported now; a clear error instead of a traceback when it is missing."""
+    try:
+        mod = __import__(f"finally_indexer.{module}", fromlist=[name])
+        return getattr(mod, name)
+    except (ImportError, AttributeError) as exc:
+        raise MissingComponentError(f"finally_indexer.{module}.{name} is not available: {exc}") from None
+
+
+# --- commands -----------------------------------------------------------------------------------
+async def cmd_api(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """The control API and dashboard (Litestar on uvicorn)."""
+    await _require("http.server", "serve_api")(settings, stop=stop)
+
+
+async def cmd_worker(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Planner, indexer and reclaimers: consume the jobs and batch streams."""
+    await _require("processor.roles", "run_worker")(settings, stop=stop)
+
+
+async def cmd_bridge(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Move legacy LPUSH jobs into the jobs stream."""
+    await _require("processor.roles", "run_bridge")(settings, stop=stop)
+
+
+async def cmd_migrate(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
+    """Apply the database migrations (the service's own tables)."""
+    await _migrate(settings)
+
+
+async def cmd_dev_schema(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
+    """Create the development ``products`` table (never in production: the scraper owns it)."""
+    async with _pool(settings) as pool:
+        await _require("db.dev_schema", "ensure_dev_products")(pool)
+    _say("products table ready")
+
+
+async def cmd_seed_demo(settings: Settings, args: argparse.Namespace, _stop: asyncio.Event) -> None:
+    """Insert generated demo listings into ``products``."""
+    async with _pool(settings) as pool:
+        inserted = await _require("db.seed_demo", "seed_demo")(pool, count=args.count, seed=args.seed)
+    _say(f"inserted {inserted} demo listings")
+
+
+async def cmd_check_config(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
+    """Print the effective settings (secrets masked); exit 2 when they are invalid."""
+    for name, value in settings.model_dump().items():
+        _say(f"{name.upper()}={'**********' if isinstance(value, SecretStr) and value else value}")
+    _say("configuration OK")
+
+
+async def cmd_up(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Everything on one machine: embedded Redis and PostgreSQL, migrations, demo data, all roles."""
+    from finally_indexer.devenv.servers import (  # noqa: PLC0415 - only ``up`` needs the servers
+        DEV_POSTGRES_PORT,
+        DEV_REDIS_PORT,
+        dev_servers,
+    )
+
+    root = Path(args.data_dir)
+    redis_port = args.redis_port or DEV_REDIS_PORT
+    postgres_port = args.postgres_port or DEV_POSTGRES_PORT
+    async with dev_servers(root, redis_port=redis_port, postgres_port=postgres_port) as urls:
+        log.info("dev_servers_started", redis=urls.redis_url, postgres=urls.postgres_dsn, data_dir=str(root))
+        update: dict[str, object] = {
+            "database_url": SecretStr(urls.postgres_dsn),
+            "redis_url": SecretStr(urls.redis_url),
+        }
+        if "qdrant_path" not in settings.model_fields_set:
+            update["qdrant_path"] = root / "qdrant"
+        settings = settings.model_copy(update=update)
+        await _prepare_dev_database(settings, seed_count=args.seed_count)
+        if stop.is_set():
+            return
+        _say(_banner(settings, urls.redis_url, urls.postgres_dsn))
+        await _require("processor.roles", "run_all")(settings, stop=stop)
+    log.info("dev_servers_stopped")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+async def _migrate(settings: Settings) -> None:
+    upgrade = _require("db.migrate", "upgrade")
+    await asyncio.to_thread(upgrade, settings.postgres_dsn(), schema=settings.postgres_schema)
+    log.info("migrated", schema=settings.postgres_schema or "public")
+
+
+@contextlib.asynccontextmanager
+async def _pool(settings: Settings) -> Any:
+    pool = await _require("db.pool", "create_pool")(settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _prepare_dev_database(settings: Settings, *, seed_count: int) -> None:
+    await _migrate(settings)
+    async with _pool(settings) as pool:
+        await _require("db.dev_schema", "ensure_dev_products")(pool)
+        if seed_count and not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM products)"):
+            seed_demo = _require("db.seed_demo", "seed_demo")
+            inserted = await seed_demo(pool, count=seed_count, seed=42)
+            log.info("demo_listings_seeded", n=inserted)
+
+
+def _banner(settings: Settings, redis_url: str, postgres_dsn: str) -> str:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    return "\n".join(
+        [
+            "",
+            "finally-indexer is up (Ctrl-C stops it; data is kept under the data dir)",
+            f"  API          {base}/",
+            f"  dashboard    {base}/dashboard",
+            f"  status       {base}/status",
+            f"  metrics      {base}/metrics",
+            f"  API docs     {base}/schema",
+            f"  Redis        {redis_url}   (legacy list: {settings.legacy_list})",
+            f"  PostgreSQL   {postgres_dsn}",
+            f"  vectors      {settings.vector_store.value} ({settings.qdrant_path})",
+            "  try          redis-cli -p "
+            + redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+            + f' LPUSH {settings.legacy_list} \'{{"operation": "sync", "product_ids": "all"}}\'',
+            "",
+        ]
+    )
+
+
+# --- argument parsing and the event loop --------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (one subcommand per role or task)."""
+    parser = argparse.ArgumentParser(
+        prog="finally-indexer",
+        description="Keeps a Qdrant collection of used-motorbike listings in step with PostgreSQL.",
+        epilog="Settings come from the environment (see docs/configuration.md) and --env-file.",
+    )
+    parser.add_argument("--env-file", type=Path, help="read settings from this .env file as well")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text, description=func.__doc__)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    up = add("up", cmd_up, "run everything locally on embedded Redis and PostgreSQL")
+    up.add_argument("--data-dir", default="var/dev", help="where server data lives (default: var/dev)")
+    up.add_argument("--redis-port", type=int, help="Redis port (default 56379, or any free one)")
+    up.add_argument("--postgres-port", type=int, help="PostgreSQL port (default 55432, or any free one)")
+    up.add_argument(
+        "--seed-count",
+        type=int,
+        default=DEMO_LISTINGS,
+        help=f"demo listings to insert when products is empty (default {DEMO_LISTINGS}; 0 = none)",
+    )
+    add("api", cmd_api, "serve the control API, dashboard and /metrics")
+    add("worker", cmd_worker, "run a worker: planner, indexer, reclaimers")
+    add("bridge", cmd_bridge, "move legacy LPUSH jobs into the jobs stream")
+    add("migrate", cmd_migrate, "apply database migrations")
+    seed = add("seed-demo", cmd_seed_demo, "insert generated demo listings into products")
+    seed.add_argument("--count", type=int, default=DEMO_LISTINGS, help=f"listings (default {DEMO_LISTINGS})")
+    seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    add("dev-schema", cmd_dev_schema, "create the development products table")
+    add("check-config", cmd_check_config, "validate and print the settings")
+    return parser
+
+
+async def _run(func: Command, settings: Settings, args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_signal(signame: str) -> None:
+        if stop.is_set():
+            log.warning("forced_stop", signal=signame)
+            if task is not None:
+                task.cancel()
+            return
+        log.info("stopping", signal=signame, hint="send it again to force")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        await func(settings, args, stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``finally-indexer`` script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        overrides: dict[str, object] = {"_env_file": args.env_file} if args.env_file else {}
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(_run(args.func, settings, args))
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_CONFIG
+    except (MissingComponentError, ServerError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_FAILURE
+    except asyncio.CancelledError:
+        return 130  # forced stop: the shell convention for an interrupted command
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
