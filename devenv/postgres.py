@@ -89,7 +89,7 @@ class PostgresServer:
         self._prepare_dirs()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
-        self._stop_stale()
+        self.stop_stale()
         self.port = pick_port(self.preferred_port)
         options = [f"-p {self.port}", f"-k {self.socket_dir}", "-c listen_addresses=127.0.0.1"]
         options.append(f"-c max_connections={MAX_CONNECTIONS}")
@@ -124,7 +124,7 @@ class PostgresServer:
         with contextlib.suppress(ServerError):
             run(self._cmd(pg_ctl, "stop", "-m", "fast", "-w", "-D", str(self.pgdata)), what="pg_ctl stop")
 
-    def _stop_stale(self) -> None:
+    def stop_stale(self) -> None:
         """A server left running by a killed parent: stop it before starting ours."""
         if (self.pgdata / "postmaster.pid").exists():
             with contextlib.suppress(ServerError):

@@ -57,7 +57,7 @@ class RedisServer:
         """Start the server, wait until it answers PING, and return its URL."""
         binary = find_binary("redis-server")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._kill_stale()
+        self.stop_stale()
         self.port = pick_port(self.preferred_port)
         argv = [
             str(binary),
@@ -118,7 +118,7 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             terminate(proc)
 
-    def _kill_stale(self) -> None:
+    def stop_stale(self) -> None:
         """A server left running on this data dir by a killed parent would corrupt a second one."""
         try:
             pid = int(self._pidfile.read_text().strip())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -47,3 +49,23 @@ async def dev_servers(
         yield DevServerUrls(redis_url=redis_url, postgres_dsn=postgres_dsn)
     finally:
         await asyncio.gather(asyncio.to_thread(redis_server.stop), asyncio.to_thread(pg_server.stop))
+
+
+def session_dir(parent: Path) -> Path:
+    """A fresh folder for this process's throwaway servers, after clearing those of dead processes.
+
+    Several test sessions may run at once (one per developer or CI job): each gets its own
+    servers. A session killed outright leaves its PostgreSQL running (Redis dies with its parent);
+    the next session stops it and removes its data.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.glob("s*"):
+        pid = old.name[1:]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            RedisServer(old / "redis").stop_stale()
+            PostgresServer(old / "postgres").stop_stale()
+            shutil.rmtree(old, ignore_errors=True)
+    mine = parent / f"s{os.getpid()}"
+    shutil.rmtree(mine, ignore_errors=True)
+    mine.mkdir()
+    return mine
