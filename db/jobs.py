@@ -1,0 +1,164 @@
+"""Queries on ``index_jobs`` and ``index_job_batches``: planning, progress and completion.
+
+A batch counts toward its job once: its row leaves ``pending`` once (``WHERE status = 'pending'``),
+however often its message is delivered. A job finishes when none of its batches is pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from finally_indexer.db.products import DB
+
+__all__ = [
+    "BatchCounts",
+    "JobRow",
+    "complete_batch",
+    "fail_batch",
+    "fail_job",
+    "finish_job_if_done",
+    "insert_batches",
+    "insert_job",
+    "lock_job",
+    "mark_planned",
+    "pending_batches",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job as the planner inserts it."""
+
+    job_id: str
+    operation: str
+    scope: str  # all | ids | changed
+    product_ids: list[int] | None
+    force: bool
+    source: str
+    requested_by: str | None
+    stream_entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """What happened to the listings of one batch."""
+
+    indexed: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    failed: int = 0
+
+
+_INSERT_JOB = """
+INSERT INTO index_jobs (job_id, operation, scope, product_ids, force, source, requested_by, stream_entry_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (job_id) DO UPDATE SET stream_entry_id = COALESCE(index_jobs.stream_entry_id, EXCLUDED.stream_entry_id)
+"""
+_INSERT_BATCH = """
+INSERT INTO index_job_batches (job_id, seq, operation, product_ids) VALUES ($1, $2, $3, $4)
+ON CONFLICT (job_id, seq) DO NOTHING
+"""
+# Zero listings: the job is complete as soon as it is planned.
+_MARK_PLANNED = """
+UPDATE index_jobs SET total = $2, batches = $3, planned_at = now(), updated_at = now(),
+    status = CASE WHEN $3 = 0 THEN 'completed' ELSE 'running' END,
+    finished_at = CASE WHEN $3 = 0 THEN now() END
+WHERE job_id = $1
+"""
+_COMPLETE_BATCH = """
+UPDATE index_job_batches SET status = 'done', indexed = $3, skipped = $4, deleted = $5, failed = $6,
+    deliveries = GREATEST(deliveries, $7), updated_at = now()
+WHERE job_id = $1 AND seq = $2 AND status = 'pending'
+RETURNING seq
+"""
+_FAIL_BATCH = """
+UPDATE index_job_batches SET status = 'failed', failed = cardinality(product_ids),
+    deliveries = GREATEST(deliveries, $3), updated_at = now()
+WHERE job_id = $1 AND seq = $2 AND status = 'pending'
+RETURNING seq
+"""
+# 'failed' only when every batch failed; a partial failure is a completed job with failed listings.
+_FINISH = """
+UPDATE index_jobs j SET finished_at = now(), updated_at = now(),
+    status = CASE WHEN NOT EXISTS (
+        SELECT 1 FROM index_job_batches b WHERE b.job_id = j.job_id AND b.status <> 'failed'
+    ) THEN 'failed' ELSE 'completed' END
+WHERE j.job_id = $1 AND j.status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM index_job_batches b WHERE b.job_id = j.job_id AND b.status = 'pending')
+RETURNING j.status
+"""
+
+
+async def insert_job(db: DB, job: JobRow) -> None:
+    """Insert ``job`` unless it exists (the API inserts its jobs as 'pending' before publishing)."""
+    await db.execute(
+        _INSERT_JOB, job.job_id, job.operation, job.scope, job.product_ids, job.force,
+        job.source, job.requested_by, job.stream_entry_id,
+    )  # fmt: skip
+
+
+async def lock_job(db: DB, job_id: str) -> asyncpg.Record | None:
+    """The job's row, locked until the transaction ends (serialises two planners of one job)."""
+    return await db.fetchrow(
+        "SELECT status, planned_at, total, batches FROM index_jobs WHERE job_id = $1 FOR UPDATE", job_id
+    )
+
+
+async def insert_batches(db: DB, job_id: str, operation: str, batches: Sequence[Sequence[int]]) -> None:
+    """Insert the job's batch rows, numbered from 0 (existing rows are kept as they are)."""
+    await db.executemany(
+        _INSERT_BATCH, [(job_id, seq, operation, list(ids)) for seq, ids in enumerate(batches)]
+    )
+
+
+async def mark_planned(db: DB, job_id: str, *, total: int, batches: int) -> None:
+    """Record the plan's size; the job is 'running', or 'completed' at once when it is empty."""
+    await db.execute(_MARK_PLANNED, job_id, total, batches)
+
+
+async def pending_batches(db: DB, job_id: str) -> list[tuple[int, list[int]]]:
+    """``(seq, product_ids)`` of the job's batches still pending, in order."""
+    rows = await db.fetch(
+        "SELECT seq, product_ids FROM index_job_batches WHERE job_id = $1 AND status = 'pending' ORDER BY seq",
+        job_id,
+    )
+    return [(int(r["seq"]), [int(i) for i in r["product_ids"]]) for r in rows]
+
+
+async def complete_batch(db: DB, job_id: str, seq: int, counts: BatchCounts, *, deliveries: int = 1) -> bool:
+    """Mark the batch done with its counts; False when it had already left 'pending'."""
+    row = await db.fetchrow(
+        _COMPLETE_BATCH,
+        job_id,
+        seq,
+        counts.indexed,
+        counts.skipped,
+        counts.deleted,
+        counts.failed,
+        deliveries,
+    )
+    return row is not None
+
+
+async def fail_batch(db: DB, job_id: str, seq: int, *, deliveries: int) -> bool:
+    """Mark the batch failed (all its listings failed); False when it had already left 'pending'."""
+    return await db.fetchrow(_FAIL_BATCH, job_id, seq, deliveries) is not None
+
+
+async def finish_job_if_done(db: DB, job_id: str) -> str | None:
+    """Close the job when no batch is pending; return its final status, or None if still open."""
+    status = await db.fetchval(_FINISH, job_id)
+    return str(status) if status is not None else None
+
+
+async def fail_job(db: DB, job_id: str, error: str) -> None:
+    """Mark a job that could not be planned as failed (its entry was dead-lettered)."""
+    await db.execute(
+        "UPDATE index_jobs SET status = 'failed', error = $2, finished_at = now(), updated_at = now() "
+        "WHERE job_id = $1 AND status IN ('pending', 'running')",
+        job_id,
+        error,
+    )

@@ -1,0 +1,86 @@
+"""Queries on the scraper's ``products`` table: reading listings, scanning ids, the ``is_conversion`` flag.
+
+The service never writes ``updated_at`` (the scraper owns it; it is the change detector) and only
+flips ``is_conversion``. Every query is parameterised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+__all__ = [
+    "DB",
+    "fetch_listings",
+    "mark_converted",
+    "mark_unconverted",
+    "scan_changed_ids",
+    "scan_ids",
+    "scan_orphan_ids",
+]
+
+#: Anything queries can run on: the pool (one statement, autocommit) or one connection (transactions).
+DB: TypeAlias = "asyncpg.Pool[Any] | asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+_FETCH = """
+SELECT id, title, url, img_url, price, content, odo, mileage, brand, year, updated_at, is_conversion
+FROM products WHERE id = ANY($1::bigint[])
+"""
+_SCAN = "SELECT id FROM products WHERE id > $1 ORDER BY id LIMIT $2"
+# A listing needs indexing when it is not flagged, was never written, or changed since it was.
+_SCAN_CHANGED = """
+SELECT p.id FROM products p LEFT JOIN index_state s ON s.product_id = p.id
+WHERE p.id > $1
+  AND (NOT p.is_conversion OR s.product_id IS NULL OR p.updated_at > s.source_updated_at)
+ORDER BY p.id LIMIT $2
+"""
+# Written listings whose product row is gone: they must be deleted from the collection.
+_SCAN_ORPHANS = """
+SELECT s.product_id FROM index_state s
+WHERE s.product_id > $1 AND NOT EXISTS (SELECT 1 FROM products p WHERE p.id = s.product_id)
+ORDER BY s.product_id LIMIT $2
+"""
+# Only the row version that was embedded is flagged: a row edited meanwhile stays false.
+_MARK_CONVERTED = """
+UPDATE products p SET is_conversion = true
+FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, updated_at)
+WHERE p.id = u.id AND p.updated_at = u.updated_at AND NOT p.is_conversion
+"""
+_MARK_UNCONVERTED = "UPDATE products SET is_conversion = false WHERE id = ANY($1::bigint[]) AND is_conversion"
+
+
+async def fetch_listings(db: DB, ids: Sequence[int]) -> dict[int, asyncpg.Record]:
+    """The current rows of ``ids`` (absent ids are missing from the result), in one query."""
+    rows = await db.fetch(_FETCH, list(ids))
+    return {int(row["id"]): row for row in rows}
+
+
+async def scan_ids(db: DB, *, after: int, limit: int) -> list[int]:
+    """Up to ``limit`` product ids greater than ``after``, ascending (one keyset page)."""
+    return [int(r["id"]) for r in await db.fetch(_SCAN, after, limit)]
+
+
+async def scan_changed_ids(db: DB, *, after: int, limit: int) -> list[int]:
+    """One keyset page of ids that are unflagged, never indexed, or changed since indexed."""
+    return [int(r["id"]) for r in await db.fetch(_SCAN_CHANGED, after, limit)]
+
+
+async def scan_orphan_ids(db: DB, *, after: int, limit: int) -> list[int]:
+    """One keyset page of ids the service indexed whose product row no longer exists."""
+    return [int(r["product_id"]) for r in await db.fetch(_SCAN_ORPHANS, after, limit)]
+
+
+async def mark_converted(db: DB, versions: Sequence[tuple[int, datetime]]) -> None:
+    """Set ``is_conversion`` for each ``(id, updated_at)`` whose row still has that ``updated_at``."""
+    if versions:
+        await db.execute(_MARK_CONVERTED, [v[0] for v in versions], [v[1] for v in versions])
+
+
+async def mark_unconverted(db: DB, ids: Sequence[int]) -> None:
+    """Clear ``is_conversion`` for ``ids`` (their current content is not in the collection)."""
+    if ids:
+        await db.execute(_MARK_UNCONVERTED, list(ids))

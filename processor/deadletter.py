@@ -1,0 +1,156 @@
+"""Dead letters: entries that cannot be processed, kept with the reason where an operator can replay them.
+
+Each dead letter is written twice: to the dead-letter stream (the original fields, byte for byte,
+plus ``dl_*`` fields saying where it came from and why) and to ``failed_operations`` (one row per
+listing, or one row with the raw payload for a malformed job), which ``POST /retry`` replays.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from redis.asyncio import Redis
+
+from finally_indexer.core.constants import DEAD_LETTER_MAXLEN
+from finally_indexer.core.errors import MalformedJob
+from finally_indexer.core.metrics import DEAD_LETTERS, FAILURES, JOBS_MALFORMED
+from finally_indexer.db import jobs
+from finally_indexer.db.failures import Failure, record_failures
+from finally_indexer.processor.events import EventLog
+from finally_indexer.schemas.legacy import parse_legacy_job
+from finally_indexer.schemas.messages import BatchMessage, Event, EventType
+
+__all__ = ["DeadLetters", "StreamEntry"]
+
+log = structlog.get_logger(__name__)
+
+#: Reason code of an entry delivered more than ``MAX_DELIVERIES`` times.
+MAX_DELIVERIES_REASON = "max_deliveries"
+#: Reason code of a batch-stream entry that does not parse as a BatchMessage.
+INVALID_BATCH_REASON = "invalid_batch"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One stream entry as Redis returned it: where it is, its id and its raw fields."""
+
+    stream: str
+    entry_id: str
+    fields: dict[bytes, bytes]
+
+
+class DeadLetters:
+    """Writes dead letters to the dead-letter stream, ``failed_operations`` and the events log."""
+
+    def __init__(self, redis: Redis, pool: asyncpg.Pool[Any], events: EventLog, *, stream: str) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._events = events
+        self._stream = stream
+
+    async def malformed_job(self, entry: StreamEntry, exc: MalformedJob) -> None:
+        """A job that breaks the legacy contract: keep its raw bytes and the reason."""
+        payload = _payload_of(entry)
+        await self._append(entry, reason=exc.reason, error=str(exc), deliveries=1)
+        await record_failures(self._pool, [_job_failure(entry, payload, exc.reason, exc)])
+        JOBS_MALFORMED.labels(reason=exc.reason).inc()
+        await self._events.append(Event(type=EventType.JOB_MALFORMED, reason=exc.reason, message=exc.detail))
+        log.warning("job_malformed", entry_id=entry.entry_id, reason=exc.reason, detail=exc.detail)
+
+    async def invalid_batch(self, entry: StreamEntry, exc: Exception) -> None:
+        """A batch-stream entry that does not parse (written by something other than the planner)."""
+        await self._append(entry, reason=INVALID_BATCH_REASON, error=repr(exc), deliveries=1)
+        failure = Failure(
+            operation_type="batch", reason=INVALID_BATCH_REASON, error_class=type(exc).__name__,
+            error_message=str(exc), payload=_flatten(entry.fields), stream=entry.stream, entry_id=entry.entry_id,
+        )  # fmt: skip
+        await record_failures(self._pool, [failure])
+        FAILURES.labels(reason=INVALID_BATCH_REASON).inc()
+        await self._events.append(
+            Event(type=EventType.DEAD_LETTERED, reason=INVALID_BATCH_REASON, message=str(exc))
+        )
+        log.warning("batch_invalid", entry_id=entry.entry_id, error=str(exc))
+
+    async def exhausted_job(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
+        """A job entry delivered more than ``MAX_DELIVERIES`` times."""
+        payload = _payload_of(entry)
+        error = last_error or f"delivered {deliveries} times without success"
+        await self._append(entry, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries)
+        failure = _job_failure(entry, payload, MAX_DELIVERIES_REASON, None, error)
+        job_id = _job_id_of(payload, entry.entry_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await record_failures(conn, [failure])
+            await jobs.fail_job(conn, job_id, error)
+        await self._dead_lettered_event(job_id, None, [], deliveries, error)
+
+    async def exhausted_batch(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
+        """A batch delivered more than ``MAX_DELIVERIES`` times: every listing of it fails."""
+        batch = BatchMessage.from_fields(entry.fields)
+        error = last_error or f"delivered {deliveries} times without success"
+        await self._append(entry, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries)
+        failures = [_listing_failure(entry, batch, pid, error) for pid in batch.product_ids]
+        async with self._pool.acquire() as conn, conn.transaction():
+            await record_failures(conn, failures)
+            if await jobs.fail_batch(conn, batch.job_id, batch.seq, deliveries=deliveries):
+                await jobs.finish_job_if_done(conn, batch.job_id)
+        FAILURES.labels(reason=MAX_DELIVERIES_REASON).inc(len(failures))
+        await self._dead_lettered_event(batch.job_id, batch.seq, batch.product_ids, deliveries, error)
+
+    async def _dead_lettered_event(
+        self, job_id: str | None, seq: int | None, ids: list[int], deliveries: int, error: str
+    ) -> None:
+        event = Event(
+            type=EventType.DEAD_LETTERED, job_id=job_id, seq=seq, product_ids=ids,
+            counts={"deliveries": deliveries}, reason=MAX_DELIVERIES_REASON, message=error,
+        )  # fmt: skip
+        await self._events.append(event)
+        log.error("dead_lettered", job_id=job_id, seq=seq, deliveries=deliveries, error=error)
+
+    async def _append(self, entry: StreamEntry, *, reason: str, error: str, deliveries: int) -> None:
+        fields: dict[bytes | str, bytes | str] = dict(entry.fields.items())
+        fields.update(
+            dl_origin_stream=entry.stream, dl_origin_id=entry.entry_id, dl_reason=reason,
+            dl_error=error[:2000], dl_deliveries=str(deliveries), dl_ts_ms=str(int(time.time() * 1000)),
+        )  # fmt: skip
+        await self._redis.xadd(self._stream, fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        DEAD_LETTERS.labels(stream=entry.stream).inc()
+
+
+def _job_failure(
+    entry: StreamEntry, payload: bytes, reason: str, exc: MalformedJob | None, error: str | None = None
+) -> Failure:
+    return Failure(
+        operation_type="job", reason=reason, error_class=type(exc).__name__ if exc else "MaxDeliveries",
+        error_message=str(exc) if exc else (error or reason), payload=payload,
+        stream=entry.stream, entry_id=entry.entry_id,
+    )  # fmt: skip
+
+
+def _listing_failure(entry: StreamEntry, batch: BatchMessage, product_id: int, error: str) -> Failure:
+    return Failure(
+        operation_type=batch.operation.value, reason=MAX_DELIVERIES_REASON, error_class="MaxDeliveries",
+        error_message=error, product_id=product_id, job_id=batch.job_id,
+        stream=entry.stream, entry_id=entry.entry_id,
+    )  # fmt: skip
+
+
+def _payload_of(entry: StreamEntry) -> bytes:
+    """A job entry's raw payload (every field, flattened, when it has none)."""
+    return entry.fields.get(b"payload") or _flatten(entry.fields)
+
+
+def _job_id_of(payload: bytes, entry_id: str) -> str:
+    """The job id the planner would have used: the payload's ``job_id``, else the entry id."""
+    try:
+        return parse_legacy_job(payload).job_id or entry_id
+    except MalformedJob:
+        return entry_id
+
+
+def _flatten(fields: dict[bytes, bytes]) -> bytes:
+    """An unparseable entry's fields as one byte string (``key=value`` lines) for the failure row."""
+    return b"\n".join(k + b"=" + v for k, v in fields.items())

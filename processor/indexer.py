@@ -1,0 +1,259 @@
+"""The indexer: makes the collection reflect PostgreSQL for the listings of one batch.
+
+For a sync/update batch: one query reads the rows; rows gone from PostgreSQL are deleted from the
+collection; the others are rendered to text and hashed; listings whose stored hash and model
+match are skipped (no embedding call) unless the job forces it; the rest are embedded in one call
+(the embedder splits requests), upserted with version protection (the store refuses to replace a
+newer point), flagged ``is_conversion`` for the embedded row version only, and recorded in
+``index_state`` — all PostgreSQL effects and the batch's completion in one transaction.
+
+Every effect is idempotent, so a redelivered batch converges to the same state at no embedding
+cost. Transient failures propagate (the entry stays pending and is reclaimed); an input the model
+rejects fails only its listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from pydantic import ValidationError
+
+from finally_indexer.core.metrics import END_TO_END_SECONDS, FAILURES, LISTINGS, STORE_WRITE_SECONDS
+from finally_indexer.db import failures, jobs, products, state
+from finally_indexer.db.failures import Failure
+from finally_indexer.db.jobs import BatchCounts
+from finally_indexer.db.state import IndexedListing
+from finally_indexer.processor.deadletter import DeadLetters, StreamEntry
+from finally_indexer.processor.embedding import Embedder
+from finally_indexer.processor.events import EventLog
+from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
+from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
+from finally_indexer.schemas.legacy import Operation
+from finally_indexer.schemas.messages import BatchMessage, Event, EventType
+
+__all__ = ["Indexer"]
+
+log = structlog.get_logger(__name__)
+
+#: Reason code of a listing whose text the embedding model refused.
+REJECTED_REASON = "embedding_input_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """One present listing, rendered."""
+
+    product_id: int
+    row: dict[str, Any]
+    text: str
+    hash: str
+    updated_at: datetime
+    version: int
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What a batch did to its listings."""
+
+    written: list[_Listing] = field(default_factory=list)  # embedded and upserted
+    skipped: list[_Listing] = field(default_factory=list)  # unchanged, no embedding call
+    deleted: list[int] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)  # product id -> the model's reason
+    new_ids: set[int] = field(default_factory=set)  # written listings that were not stored before
+
+    def counts(self) -> BatchCounts:
+        return BatchCounts(
+            indexed=len(self.written),
+            skipped=len(self.skipped),
+            deleted=len(self.deleted),
+            failed=len(self.rejected),
+        )
+
+
+class Indexer:
+    """Processes batch messages against PostgreSQL, the embedder and the vector store."""
+
+    def __init__(
+        self, *, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder, events: EventLog,
+        dead_letters: DeadLetters, text_template: str, concurrency: int,
+    ) -> None:  # fmt: skip
+        self._pool = pool
+        self._store = store
+        self._embedder = embedder
+        self._events = events
+        self._dead = dead_letters
+        self._template = text_template
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def handle_many(self, entries: Sequence[StreamEntry]) -> tuple[list[str], BaseException | None]:
+        """Process entries concurrently; return the ids that are done and the first failure, if any."""
+        results = await asyncio.gather(*(self._bounded(e) for e in entries), return_exceptions=True)
+        done = [e.entry_id for e, r in zip(entries, results, strict=True) if r is None]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for entry, result in zip(entries, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("batch_failed", entry_id=entry.entry_id, error=repr(result))
+        return done, errors[0] if errors else None
+
+    async def _bounded(self, entry: StreamEntry) -> None:
+        async with self._limit:
+            await self.handle(entry)
+
+    async def handle(self, entry: StreamEntry, *, deliveries: int = 1) -> None:
+        """Process one batch entry (or dead-letter it if unreadable). Failures propagate."""
+        try:
+            batch = BatchMessage.from_fields(entry.fields)
+        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+            await self._dead.invalid_batch(entry, exc)
+            return
+        if batch.operation is Operation.DELETE:
+            outcome = _Outcome(deleted=list(batch.product_ids))
+            await self._delete_points(outcome.deleted)
+        else:
+            outcome = await self._sync(batch)
+        await self._commit(entry, batch, outcome, deliveries)
+        await self._report(batch, outcome)
+
+    async def _sync(self, batch: BatchMessage) -> _Outcome:
+        rows = await products.fetch_listings(self._pool, batch.product_ids)
+        outcome = _Outcome(deleted=[i for i in batch.product_ids if i not in rows])
+        listings = [self._render(row) for row in rows.values()]
+        todo = await self._split_unchanged(listings, outcome, force=batch.force)
+        if todo:
+            await self._embed_and_upsert(todo, outcome)
+        await self._delete_points(outcome.deleted)
+        return outcome
+
+    def _render(self, record: asyncpg.Record) -> _Listing:
+        row = dict(record)
+        text = build_text(row, self._template)
+        updated_at: datetime = row["updated_at"]
+        return _Listing(int(row["id"]), row, text, text_hash(text), updated_at, version_of(updated_at))
+
+    async def _split_unchanged(
+        self, listings: list[_Listing], outcome: _Outcome, *, force: bool
+    ) -> list[_Listing]:
+        """Put unchanged listings in ``outcome.skipped``; return those that need embedding."""
+        ids = [x.product_id for x in listings]
+        stored = await self._store.get(ids) if ids else {}
+        models = await state.fetch_models(self._pool, ids) if ids else {}
+        todo: list[_Listing] = []
+        for x in listings:
+            held = stored.get(x.product_id)
+            unchanged = (
+                held is not None
+                and held.text_hash == x.hash
+                and models.get(x.product_id) == self._embedder.model
+            )
+            (outcome.skipped if unchanged and not force else todo).append(x)
+            if held is None:
+                outcome.new_ids.add(x.product_id)
+        return todo
+
+    async def _embed_and_upsert(self, todo: list[_Listing], outcome: _Outcome) -> None:
+        result = await self._embedder.embed_many([x.text for x in todo])
+        points: list[ListingPoint] = []
+        for i, (x, vector) in enumerate(zip(todo, result.vectors, strict=True)):
+            if vector is None:
+                outcome.rejected[x.product_id] = result.rejected.get(i, "rejected by the embedding model")
+                continue
+            points.append(self._point(x, vector))
+            outcome.written.append(x)
+        if points:
+            with STORE_WRITE_SECONDS.labels(op="upsert").time():
+                await self._store.upsert(points)
+
+    def _point(self, x: _Listing, vector: list[float]) -> ListingPoint:
+        payload = payload_for(x.row) | {"model": self._embedder.model}
+        return ListingPoint(
+            product_id=x.product_id, vector=vector, version=x.version, text_hash=x.hash, payload=payload
+        )
+
+    async def _delete_points(self, ids: list[int]) -> None:
+        if ids:
+            with STORE_WRITE_SECONDS.labels(op="delete").time():
+                await self._store.delete(ids)
+
+    async def _commit(
+        self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, deliveries: int
+    ) -> None:
+        """Every PostgreSQL effect of the batch, and its completion, in one transaction."""
+        indexed = outcome.written + outcome.skipped
+        async with self._pool.acquire() as conn, conn.transaction():
+            await products.mark_converted(conn, [(x.product_id, x.updated_at) for x in indexed])
+            await state.upsert_states(conn, [self._state_of(x) for x in indexed])
+            await products.mark_unconverted(conn, [*outcome.deleted, *outcome.rejected])
+            await state.delete_states(conn, outcome.deleted)
+            await failures.record_failures(
+                conn, [_rejection(entry, batch, pid, why) for pid, why in outcome.rejected.items()]
+            )
+            await failures.resolve_succeeded(conn, [x.product_id for x in indexed] + outcome.deleted)
+            if await jobs.complete_batch(
+                conn, batch.job_id, batch.seq, outcome.counts(), deliveries=deliveries
+            ):
+                status = await jobs.finish_job_if_done(conn, batch.job_id)
+                if status is not None:
+                    await self._events.append(
+                        Event(type=EventType.JOB_COMPLETED, job_id=batch.job_id, reason=status)
+                    )
+
+    def _state_of(self, x: _Listing) -> IndexedListing:
+        return IndexedListing(x.product_id, x.hash, x.updated_at, x.version, self._embedder.model)
+
+    async def _report(self, batch: BatchMessage, outcome: _Outcome) -> None:
+        counts = outcome.counts()
+        changed = [x.product_id for x in outcome.written] + outcome.deleted
+        events = [
+            Event(
+                type=EventType.BATCH_INDEXED,
+                job_id=batch.job_id,
+                seq=batch.seq,
+                product_ids=changed,
+                counts=_as_dict(counts),
+            )
+        ]
+        if outcome.rejected:
+            events.append(Event(
+                type=EventType.ITEM_FAILED, job_id=batch.job_id, seq=batch.seq, product_ids=list(outcome.rejected),
+                reason=REJECTED_REASON, message=json.dumps(outcome.rejected, ensure_ascii=False)[:2000],
+            ))  # fmt: skip
+        await self._events.extend(events)
+        _count(outcome)
+        if batch.received_ms:
+            END_TO_END_SECONDS.observe(max(0.0, time.time() - batch.received_ms / 1000))
+        log.info("batch_indexed", job_id=batch.job_id, seq=batch.seq, **_as_dict(counts))
+
+
+def _as_dict(counts: BatchCounts) -> dict[str, int]:
+    return {
+        "indexed": counts.indexed,
+        "skipped": counts.skipped,
+        "deleted": counts.deleted,
+        "failed": counts.failed,
+    }
+
+
+def _count(outcome: _Outcome) -> None:
+    new = sum(1 for x in outcome.written if x.product_id in outcome.new_ids)
+    LISTINGS.labels(outcome="indexed").inc(new)
+    LISTINGS.labels(outcome="updated").inc(len(outcome.written) - new)
+    LISTINGS.labels(outcome="skipped").inc(len(outcome.skipped))
+    LISTINGS.labels(outcome="deleted").inc(len(outcome.deleted))
+    LISTINGS.labels(outcome="failed").inc(len(outcome.rejected))
+    if outcome.rejected:
+        FAILURES.labels(reason=REJECTED_REASON).inc(len(outcome.rejected))
+
+
+def _rejection(entry: StreamEntry, batch: BatchMessage, product_id: int, why: str) -> Failure:
+    return Failure(
+        operation_type=batch.operation.value, reason=REJECTED_REASON, error_class="EmbeddingInputRejected",
+        error_message=why, product_id=product_id, job_id=batch.job_id, stream=entry.stream, entry_id=entry.entry_id,
+    )  # fmt: skip

@@ -1,0 +1,148 @@
+"""The planner: validates each job of the jobs stream and expands it into batches for the indexer.
+
+Valid jobs are recorded in ``index_jobs`` and planned into ``index_job_batches`` in one
+transaction, then every batch is published to the batch stream. Planning is idempotent: a
+redelivered job finds its plan in PostgreSQL and re-publishes the batches still pending (the
+indexer counts each batch once). Malformed jobs go to the dead letters, never lost, never fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import asyncpg
+import structlog
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from finally_indexer.core.errors import MalformedJob
+from finally_indexer.core.metrics import BATCHES_PLANNED, JOBS_ACCEPTED
+from finally_indexer.db import jobs, products
+from finally_indexer.db.jobs import JobRow
+from finally_indexer.processor.deadletter import DeadLetters, StreamEntry
+from finally_indexer.processor.events import EventLog
+from finally_indexer.schemas.legacy import LegacyJob, MalformedReason, Operation, parse_legacy_job
+from finally_indexer.schemas.messages import BatchMessage, Event, EventType, JobEntry
+
+__all__ = ["Planner", "job_row"]
+
+log = structlog.get_logger(__name__)
+
+#: Ids read per keyset page while planning "all"/"changed": 30k listings in three queries.
+SCAN_PAGE: Final = 10_000
+
+_Scan = Callable[..., Awaitable[list[int]]]
+
+
+class Planner:
+    """Turns job entries into planned batches on the batch stream."""
+
+    def __init__(
+        self, *, redis: Redis, pool: asyncpg.Pool[Any], events: EventLog, dead_letters: DeadLetters,
+        batch_stream: str, batch_size: int,
+    ) -> None:  # fmt: skip
+        self._redis = redis
+        self._pool = pool
+        self._events = events
+        self._dead = dead_letters
+        self._batch_stream = batch_stream
+        self._batch_size = batch_size
+
+    async def handle(self, entry: StreamEntry) -> None:
+        """Plan one job entry (or dead-letter it). Raises only transient failures (entry stays pending)."""
+        try:
+            job_entry = _read_entry(entry)
+            row = job_row(parse_legacy_job(job_entry.payload), job_entry, entry.entry_id)
+        except MalformedJob as exc:
+            await self._dead.malformed_job(entry, exc)
+            return
+        batches, first_time = await self._plan(row)
+        await self._publish(row, batches, job_entry.received_ms)
+        await self._report(row, batches, first_time)
+
+    async def _plan(self, row: JobRow) -> tuple[list[tuple[int, list[int]]], bool]:
+        """The job's batches (new plan, or the pending ones of an existing plan) and whether it is new."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await jobs.insert_job(conn, row)
+            locked = await jobs.lock_job(conn, row.job_id)
+            if locked is not None and locked["planned_at"] is not None:
+                return await jobs.pending_batches(conn, row.job_id), False
+            ids = row.product_ids if row.product_ids is not None else await _scan_scope(conn, row.scope)
+            chunks = [ids[i : i + self._batch_size] for i in range(0, len(ids), self._batch_size)]
+            await jobs.insert_batches(conn, row.job_id, row.operation, chunks)
+            await jobs.mark_planned(conn, row.job_id, total=len(ids), batches=len(chunks))
+        return list(enumerate(chunks)), True
+
+    async def _publish(self, row: JobRow, batches: Sequence[tuple[int, list[int]]], received_ms: int) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for seq, ids in batches:
+            message = BatchMessage(
+                job_id=row.job_id, seq=seq, operation=Operation(row.operation), product_ids=ids,
+                force=row.force, received_ms=received_ms,
+            )  # fmt: skip
+            pipe.xadd(self._batch_stream, message.to_fields())  # type: ignore[arg-type]
+        await pipe.execute()
+        BATCHES_PLANNED.inc(len(batches))
+
+    async def _report(self, row: JobRow, batches: Sequence[tuple[int, list[int]]], first_time: bool) -> None:
+        total = sum(len(ids) for _, ids in batches)
+        counts = {"total": total, "batches": len(batches)}
+        events = [Event(type=EventType.JOB_PLANNED, job_id=row.job_id, counts=counts)]
+        if first_time:
+            JOBS_ACCEPTED.labels(source=row.source, operation=row.operation).inc()
+            events.insert(0, Event(type=EventType.JOB_ACCEPTED, job_id=row.job_id, reason=row.scope))
+            if not batches:
+                events.append(Event(type=EventType.JOB_COMPLETED, job_id=row.job_id, counts=counts))
+        await self._events.extend(events)
+        log.info(
+            "job_planned",
+            job_id=row.job_id,
+            scope=row.scope,
+            total=total,
+            batches=len(batches),
+            replan=not first_time,
+        )
+
+
+def _read_entry(entry: StreamEntry) -> JobEntry:
+    try:
+        return JobEntry.from_fields(entry.fields)
+    except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJob(MalformedReason.INVALID, f"unreadable jobs-stream entry: {exc}") from exc
+
+
+def job_row(job: LegacyJob, entry: JobEntry, entry_id: str) -> JobRow:
+    """The ``index_jobs`` row of a valid job; ``MalformedJob`` when its extras contradict it."""
+    extras = job.model_extra or {}
+    scope, force = extras.get("scope"), extras.get("force", False)
+    if not isinstance(force, bool):
+        raise MalformedJob(MalformedReason.INVALID, f"force must be a boolean, got {force!r}")
+    fits = (
+        scope is None or (scope in ("all", "changed") and job.is_all) or (scope == "ids" and not job.is_all)
+    )
+    if not fits:
+        raise MalformedJob(MalformedReason.INVALID, f"scope {scope!r} does not fit product_ids")
+    if job.operation is Operation.DELETE and job.is_all:
+        raise MalformedJob(
+            MalformedReason.INVALID, "delete needs explicit product_ids (refusing to delete everything)"
+        )
+    ids = None if isinstance(job.product_ids, str) else list(job.product_ids)
+    return JobRow(
+        job_id=job.job_id or entry_id, operation=job.operation.value,
+        scope="ids" if ids is not None else (scope or "all"), product_ids=ids, force=force,
+        source=entry.source.value, requested_by=job.requested_by, stream_entry_id=entry_id,
+    )  # fmt: skip
+
+
+async def _scan_scope(conn: products.DB, scope: str) -> list[int]:
+    """Every id a job of ``scope`` covers: listings (all, or changed ones), then orphaned index rows."""
+    listings = products.scan_changed_ids if scope == "changed" else products.scan_ids
+    return await _scan_all(listings, conn) + await _scan_all(products.scan_orphan_ids, conn)
+
+
+async def _scan_all(scan: _Scan, conn: products.DB) -> list[int]:
+    ids: list[int] = []
+    while page := await scan(conn, after=ids[-1] if ids else 0, limit=SCAN_PAGE):
+        ids.extend(page)
+    return ids
