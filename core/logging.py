@@ -47,7 +47,8 @@ def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # no caching: module-level loggers must follow a later reconfiguration (tests, capture_logs)
+        cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(

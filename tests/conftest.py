@@ -11,6 +11,7 @@ collection names, the hashing embedder, small batches, quick reclaim).
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.devenv.postgres import PostgresServer
@@ -35,6 +37,19 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings a developer exported in the shell must not leak into tests."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that runs the CLI configures logging; the next test must find it as it was."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
 
 
 # --- session servers ----------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""Settings: invalid values are refused with a message naming the variable; secrets stay hidden."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finally_indexer.core.cli import main
+from finally_indexer.core.errors import ConfigurationError
+from finally_indexer.core.settings import EmbedderKind, load_settings
+
+CLI = Path(sys.executable).parent / "finally-indexer"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("REDIS_PORT", "abc", "valid integer"),
+        ("POSTGRES_PORT", "70000", "less than or equal to 65535"),
+        ("VECTOR_SIZE", "0", "greater than or equal to 1"),
+        ("LOG_FORMAT", "xml", "'console' or 'json'"),
+        ("LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("VECTOR_STORE", "mongo", "'server', 'edge' or 'local'"),
+        ("EMBEDDER", "magic", "'auto', 'openai' or 'hashing'"),
+        ("BATCH_SIZE", "-1", "greater than or equal to 1"),
+    ],
+)
+def test_an_invalid_value_names_the_variable_and_the_expected_form(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"{name}={value!r}" in message
+    assert expected in message
+
+
+def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_PORT", "abc")
+    monkeypatch.setenv("VECTOR_SIZE", "0")
+    with pytest.raises(ConfigurationError, match=r"(?s)REDIS_PORT.*VECTOR_SIZE"):
+        load_settings()
+
+
+def test_an_unknown_template_placeholder_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXT_TEMPLATE", "{title} {colour}")
+    with pytest.raises(ConfigurationError, match="TEXT_TEMPLATE"):
+        load_settings()
+
+
+def test_defaults_follow_the_seed() -> None:
+    settings = load_settings()
+    assert settings.vector_size == 3072
+    assert settings.qdrant_port == 6333
+    assert settings.legacy_list == "indexing_jobs"
+    assert settings.resolved_embedder() is EmbedderKind.HASHING
+
+
+def test_urls_win_over_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTGRES_HOST", "db")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "p@ss word")
+    assert load_settings().postgres_dsn() == "postgresql://postgres:p%40ss%20word@db:5432/finally"
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@elsewhere/x")
+    assert load_settings().postgres_dsn() == "postgresql://u@elsewhere/x"
+
+
+def test_secrets_never_appear_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "OPENAI_API_KEY": "sk-very-secret",
+        "POSTGRES_PASSWORD": "pg-very-secret",
+        "REDIS_PASSWORD": "redis-very-secret",
+        "API_KEY": "api-very-secret",
+        "QDRANT_API_KEY": "qdrant-very-secret",
+        "DATABASE_URL": "postgresql://u:dburl-very-secret@h/d",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    shown = repr(settings) + str(settings) + repr(settings.model_dump())
+    for value in secrets.values():
+        assert value not in shown
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.get_secret_value() == "sk-very-secret"
+
+
+def test_a_secret_in_an_invalid_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VECTOR_SIZE", "0")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:dburl-very-secret@h/d")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(database_url=12)
+    assert "dburl-very-secret" not in str(info.value)
+    assert "DATABASE_URL=<hidden>" in str(info.value)
+
+
+def test_check_config_exits_2_with_the_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "LOG_FORMAT='xml'" in err
+    assert "Traceback" not in err
+
+
+def test_check_config_prints_settings_with_secrets_masked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "OPENAI_API_KEY=**********" in out
+    assert "sk-very-secret" not in out
+    assert out.rstrip().endswith("configuration OK")
+
+
+def test_the_installed_command_exits_2_without_a_traceback() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "VECTOR_SIZE"} | {"REDIS_PORT": "abc"}
+    done = subprocess.run(
+        [CLI, "check-config"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "REDIS_PORT='abc'" in done.stderr
+    assert "valid integer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_env_file_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env_file = tmp_path / "x.env"
+    env_file.write_text("VECTOR_SIZE=128\nCOLLECTION=from_file\n")
+    assert main(["--env-file", str(env_file), "check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "VECTOR_SIZE=128" in out
+    assert "COLLECTION=from_file" in out
+
+
+@pytest.mark.parametrize(
+    "command", ["up", "api", "worker", "bridge", "migrate", "seed-demo", "dev-schema", "check-config"]
+)
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: finally-indexer" in capsys.readouterr().out
