@@ -1,0 +1,1 @@
+"""Embedders: OpenAI (or any compatible server) and the offline character-n-gram hashing embedder."""

@@ -1,0 +1,1 @@
+"""Fakes at protocol seams, shared by every test package (an OpenAI-compatible HTTP server)."""

@@ -1,0 +1,208 @@
+"""An OpenAI-compatible embeddings server for tests: real HTTP on 127.0.0.1, the real response shape.
+
+The real ``openai`` client talks to it through ``base_url``. It answers ``POST /v1/embeddings``
+with deterministic unit vectors (seeded by the text, so equal texts get equal vectors), in float
+or base64 encoding as asked, and ``usage.prompt_tokens`` counted with cl100k. Behaviours:
+
+- ``fail_next(status, n, retry_after=..., retry_after_ms=...)``: the next ``n`` requests fail
+  with ``status`` (429 carries the retry headers), with an OpenAI-style error body;
+- ``reject_marker``: any request containing an input with this substring gets 400
+  ``invalid_request_error`` (so a client must bisect to find which one);
+- ``latency``: seconds each request takes (to observe concurrency, ``max_in_flight``);
+- ``requests``: every request received (inputs, model, dimensions, headers without
+  ``Authorization``, whether a bearer token was sent, the status answered).
+
+A raw asyncio HTTP/1.1 server (keep-alive, Content-Length bodies): no framework, no threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from finally_indexer.processor.embedders.tokens import count_tokens
+
+__all__ = ["FakeOpenAI", "RecordedRequest"]
+
+NATIVE = {"text-embedding-3-large": 3072, "text-embedding-3-small": 1536}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it."""
+
+    path: str
+    model: str | None
+    inputs: list[str]
+    dimensions: int | None
+    encoding_format: str | None
+    headers: dict[str, str]
+    authorized: bool
+    status: int = 0
+
+
+@dataclass
+class _Failure:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """The deterministic unit vector the fake returns for ``text``."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(dimensions)
+    result: list[float] = (vector / np.linalg.norm(vector)).astype(np.float32).tolist()
+    return result
+
+
+def _error(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class FakeOpenAI:
+    """The server; ``async with FakeOpenAI() as fake:`` then ``base_url=fake.base_url``."""
+
+    def __init__(self, *, reject_marker: str = "<<REJECT>>", default_dimensions: int = 64) -> None:
+        self.reject_marker = reject_marker
+        self.default_dimensions = default_dimensions
+        self.latency = 0.0
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._failures: deque[_Failure] = deque()
+        self._server: asyncio.Server | None = None
+        self.base_url = ""
+
+    async def __aenter__(self) -> FakeOpenAI:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    # --- behaviours ---------------------------------------------------------------------------------
+    def fail_next(
+        self, status: int, n: int = 1, *, retry_after: float | None = None, retry_after_ms: int | None = None
+    ) -> None:
+        """Answer the next ``n`` requests with ``status`` (and retry hints, for 429)."""
+        headers = {}
+        if retry_after is not None:
+            headers["retry-after"] = f"{retry_after:g}"
+        if retry_after_ms is not None:
+            headers["retry-after-ms"] = str(retry_after_ms)
+        self._failures.extend(_Failure(status, headers) for _ in range(n))
+
+    @property
+    def embedded_inputs(self) -> list[str]:
+        """Every input of every successful request, in arrival order."""
+        return [text for r in self.requests if r.status == 200 for text in r.inputs]
+
+    # --- HTTP ------------------------------------------------------------------------------------------
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = request_line.split(" ", 2)
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, v in (h.split(":", 1) for h in header_lines if ":" in h)
+                }
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                status, extra, payload = await self._handle(method, path, headers, body)
+                data = json.dumps(payload).encode()
+                lines = [
+                    f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}",
+                    "content-type: application/json",
+                    f"content-length: {len(data)}",
+                ]
+                lines += [f"{k}: {v}" for k, v in extra.items()]
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if method != "POST" or not path.rstrip("/").endswith("/embeddings"):
+            return 404, {}, _error(f"no route {method} {path}", "invalid_request_error")
+        request = json.loads(body or b"{}")
+        inputs = request.get("input")
+        record = RecordedRequest(
+            path=path,
+            model=request.get("model"),
+            inputs=[inputs] if isinstance(inputs, str) else list(inputs or []),
+            dimensions=request.get("dimensions"),
+            encoding_format=request.get("encoding_format"),
+            headers={k: v for k, v in headers.items() if k != "authorization"},
+            authorized=headers.get("authorization", "").startswith("Bearer ")
+            and len(headers["authorization"]) > 7,
+        )
+        self.requests.append(record)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            record.status, extra, payload = self._answer(record)
+        finally:
+            self.in_flight -= 1
+        return record.status, extra, payload
+
+    def _answer(self, record: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if self._failures:
+            failure = self._failures.popleft()
+            kind = "rate_limit_exceeded" if failure.status == 429 else "server_error"
+            return failure.status, failure.headers, _error(f"fake failure {failure.status}", kind)
+        if not record.inputs or any(not isinstance(t, str) or not t for t in record.inputs):
+            return 400, {}, _error("'$.input' is invalid.", "invalid_request_error")
+        if any(self.reject_marker in text for text in record.inputs):
+            return (
+                400,
+                {},
+                _error("Invalid input: the model refused one of the inputs.", "invalid_request_error"),
+            )
+        dimensions = record.dimensions or NATIVE.get(record.model or "", self.default_dimensions)
+        data = []
+        for index, text in enumerate(record.inputs):
+            vector = fake_vector(text, dimensions)
+            embedding: Any = vector
+            if record.encoding_format == "base64":
+                embedding = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        used = sum(count_tokens(text) for text in record.inputs)
+        return (
+            200,
+            {},
+            {
+                "object": "list",
+                "data": data,
+                "model": record.model,
+                "usage": {"prompt_tokens": used, "total_tokens": used},
+            },
+        )
