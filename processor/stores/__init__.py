@@ -1,0 +1,1 @@
+"""Vector stores: a Qdrant server or qdrant-client local mode (one class), and Qdrant Edge in-process."""

@@ -1,0 +1,18 @@
+"""``build_vector_store(settings)``: the store ``VECTOR_STORE`` names (server, local or edge)."""
+
+from __future__ import annotations
+
+from finally_indexer.core.settings import Settings, VectorStoreKind
+from finally_indexer.processor.stores.qdrant_edge import QdrantEdgeStore
+from finally_indexer.processor.stores.qdrant_server import QdrantServerStore
+from finally_indexer.processor.vectorstore import VectorStore
+
+__all__ = ["build_vector_store"]
+
+
+def build_vector_store(settings: Settings) -> VectorStore:
+    """``server`` → Qdrant at ``QDRANT_URL``; ``local`` → qdrant-client local mode (``QDRANT_PATH``,
+    ``:memory:`` for memory); ``edge`` → Qdrant Edge in ``QDRANT_PATH/<collection>``."""
+    if settings.vector_store is VectorStoreKind.EDGE:
+        return QdrantEdgeStore.from_settings(settings)
+    return QdrantServerStore.from_settings(settings)

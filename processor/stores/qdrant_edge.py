@@ -1,0 +1,189 @@
+"""``QdrantEdgeStore``: the collection in-process with ``qdrant-edge-py`` (Qdrant's own engine).
+
+The collection is one Edge *shard* in ``QDRANT_PATH/<collection>``: segments, HNSW and a
+write-ahead log, so an update acknowledged by ``EdgeShard.update`` survives a crash of the process
+(the WAL is replayed on load; ``tests/vectors/test_edge_persistence.py`` kills a writer with
+SIGKILL to prove it). The shard holds an exclusive lock on its WAL: one process per directory.
+
+The binding is synchronous. Every call runs in a worker thread (``asyncio.to_thread``) under an
+``asyncio.Lock``, so the event loop never blocks and calls reach the shard one at a time.
+
+Edge runs no background optimizer: points land in an appendable segment that is scanned
+exhaustively until :meth:`QdrantEdgeStore.optimize` builds the HNSW index (call it after a bulk
+load; ~51 s for 30k x 3072 on 2 cores). Search is exact before that, approximate after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import qdrant_edge as qe
+
+from finally_indexer.core import metrics
+from finally_indexer.core.errors import ConfigurationError, DependencyUnavailable, PermanentError
+from finally_indexer.core.settings import Settings
+from finally_indexer.processor.stores.points import SCROLL_PAGE, VERSION_KEY, point_payload, stored_listing
+from finally_indexer.processor.vectorstore import ListingPoint, SearchHit, StoredListing
+
+__all__ = ["QdrantEdgeStore"]
+
+T = TypeVar("T")
+
+
+def _version_le(limit: int) -> Any:
+    """Stored version ≤ ``limit``, or no version at all (a point from an older indexer)."""
+    return qe.Filter(
+        should=[
+            qe.FieldCondition(key=VERSION_KEY, range=qe.RangeFloat(lte=float(limit))),
+            qe.IsEmptyCondition(VERSION_KEY),
+        ]
+    )
+
+
+def stale_write_filter(points: Sequence[ListingPoint]) -> Any:
+    """One clause per point: it may replace only a stored point whose version is not newer."""
+    return qe.Filter(
+        should=[qe.Filter(must=[qe.HasIdCondition({p.product_id}), _version_le(p.version)]) for p in points]
+    )
+
+
+def _scroller(request: Any) -> Callable[[Any], Any]:
+    return lambda shard: shard.scroll(request)
+
+
+class QdrantEdgeStore:
+    """A :class:`~finally_indexer.processor.vectorstore.VectorStore` over one Qdrant Edge shard."""
+
+    def __init__(self, path: Path, *, vector_size: int) -> None:
+        self._path = Path(path)
+        self._vector_size = vector_size
+        self._shard: Any = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QdrantEdgeStore:
+        return cls(Path(settings.qdrant_path) / settings.collection, vector_size=settings.vector_size)
+
+    def __repr__(self) -> str:
+        return f"QdrantEdgeStore(path={str(self._path)!r}, vector_size={self._vector_size})"
+
+    # --- the shard, one call at a time in a worker thread ---------------------------------------------
+    def _config(self) -> Any:
+        return qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=self._vector_size, distance=qe.Distance.Cosine))
+
+    def _open_sync(self) -> Any:
+        if self._shard is not None:
+            return self._shard
+        try:
+            if (self._path / "edge_config.json").exists():
+                # Passing the config makes Edge check it against the stored segments.
+                shard = qe.EdgeShard.load(str(self._path), self._config())
+            else:
+                shard = qe.EdgeShard.create(str(self._path), self._config())
+                shard.update(qe.UpdateOperation.create_field_index(VERSION_KEY, qe.PayloadSchemaType.Integer))
+        except Exception as exc:
+            if "WouldBlock" in str(exc):
+                raise DependencyUnavailable(
+                    f"qdrant edge shard {self._path} is open in another process"
+                ) from exc
+            if "incompatible" in str(exc).lower():
+                raise ConfigurationError(
+                    f"edge shard {self._path} does not match VECTOR_SIZE={self._vector_size}: {exc}"
+                ) from exc
+            raise
+        self._shard = shard
+        return shard
+
+    async def _run(self, op: str, fn: Callable[[Any], T]) -> T:
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(lambda: fn(self._open_sync()))
+            except (ConfigurationError, DependencyUnavailable):
+                raise
+            except Exception as exc:  # the binding raises plain Exception for everything
+                raise PermanentError(f"qdrant edge {op}: {exc}") from exc
+
+    # --- the VectorStore protocol ------------------------------------------------------------------------
+    async def ensure_collection(self) -> None:
+        await self._run("open", lambda shard: None)
+
+    async def upsert(self, points: Sequence[ListingPoint]) -> None:
+        if not points:
+            return
+        batch = [qe.Point(p.product_id, list(p.vector), point_payload(p)) for p in points]
+        operation = qe.UpdateOperation.upsert_points(batch, condition=stale_write_filter(points))
+        started = time.perf_counter()
+        await self._run("upsert", lambda shard: shard.update(operation))
+        metrics.STORE_WRITE_SECONDS.labels(op="upsert").observe(time.perf_counter() - started)
+
+    async def delete(self, product_ids: Sequence[int], *, max_version: int | None = None) -> None:
+        if not product_ids:
+            return
+        must: list[Any] = [qe.HasIdCondition(set(product_ids))]
+        if max_version is not None:
+            must.append(_version_le(max_version))
+        operation = qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=must))
+        started = time.perf_counter()
+        await self._run("delete", lambda shard: shard.update(operation))
+        metrics.STORE_WRITE_SECONDS.labels(op="delete").observe(time.perf_counter() - started)
+
+    async def get(self, product_ids: Sequence[int]) -> dict[int, StoredListing]:
+        if not product_ids:
+            return {}
+        ids = list(product_ids)
+        records = await self._run(
+            "retrieve", lambda shard: shard.retrieve(ids, with_payload=True, with_vector=False)
+        )
+        return {int(r.id): stored_listing(r.id, r.payload) for r in records}
+
+    async def scan(self) -> AsyncIterator[StoredListing]:
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=True, with_vector=False)
+            records, offset = await self._run("scroll", _scroller(request))
+            for record in records:
+                yield stored_listing(record.id, record.payload)
+            if offset is None:
+                return
+
+    async def count(self) -> int:
+        return int(await self._run("count", lambda shard: shard.count(qe.CountRequest(exact=True))))
+
+    async def search(self, vector: Sequence[float], limit: int = 10) -> list[SearchHit]:
+        request = qe.QueryRequest(
+            limit=limit, query=qe.Query.Nearest(list(vector)), with_payload=True, with_vector=False
+        )
+        points = await self._run("search", lambda shard: shard.query(request))
+        return [
+            SearchHit(product_id=int(p.id), score=float(p.score), payload=dict(p.payload or {}))
+            for p in points
+        ]
+
+    async def ping(self) -> None:
+        try:
+            await self._run("ping", lambda shard: shard.info())
+        except Exception as exc:
+            raise DependencyUnavailable(f"qdrant edge shard {self._path}: {exc}") from exc
+
+    async def optimize(self) -> bool:
+        """Build the HNSW index and merge segments now (blocking writes meanwhile); True if anything changed."""
+        return bool(await self._run("optimize", lambda shard: shard.optimize()))
+
+    async def flush(self) -> None:
+        """Persist segments now (the WAL already makes acknowledged writes durable)."""
+        await self._run("flush", lambda shard: shard.flush())
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            shard, self._shard = self._shard, None
+            if shard is not None:
+                await asyncio.to_thread(self._close_sync, shard)
+
+    @staticmethod
+    def _close_sync(shard: Any) -> None:
+        shard.flush()
+        shard.close()

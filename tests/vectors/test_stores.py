@@ -1,0 +1,177 @@
+"""One contract for every vector store, subclassed per backend (qdrant-client local mode, Qdrant Edge)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import AsyncQdrantClient
+
+from finally_indexer.core.settings import Settings, VectorStoreKind
+from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.stores.qdrant_edge import QdrantEdgeStore
+from finally_indexer.processor.stores.qdrant_server import QdrantServerStore
+from finally_indexer.processor.vectorstore import ListingPoint, StoredListing, VectorStore
+
+SIZE = 64
+
+
+def vec(seed: int) -> list[float]:
+    v = np.random.default_rng(seed).standard_normal(SIZE)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def point(pid: int, version: int, *, seed: int | None = None, text: str | None = None) -> ListingPoint:
+    return ListingPoint(
+        product_id=pid,
+        vector=vec(pid if seed is None else seed),
+        version=version,
+        text_hash=text or f"h{pid}-v{version}",
+        payload={"title": f"listing {pid}", "price": 1000 * pid},
+    )
+
+
+class StoreContract:
+    """The behaviour every ``VectorStore`` must have. Subclasses provide the ``store`` fixture."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[VectorStore]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    async def test_is_a_vector_store(self, store: VectorStore) -> None:
+        assert isinstance(store, VectorStore)
+
+    async def test_ensure_collection_is_idempotent(self, store: VectorStore) -> None:
+        await store.upsert([point(1, 10)])
+        await store.ensure_collection()
+        await store.ensure_collection()
+        assert await store.count() == 1
+
+    async def test_upsert_get_count_scan(self, store: VectorStore) -> None:
+        await store.upsert([point(i, 100 + i) for i in range(1, 6)])
+        assert await store.count() == 5
+        got = await store.get([2, 4, 99])
+        assert got == {2: StoredListing(2, 102, "h2-v102"), 4: StoredListing(4, 104, "h4-v104")}
+        scanned = sorted([s async for s in store.scan()], key=lambda s: s.product_id)
+        assert [s.product_id for s in scanned] == [1, 2, 3, 4, 5]
+        assert scanned[0] == StoredListing(1, 101, "h1-v101")
+
+    async def test_scan_pages_through_more_than_one_page(self, store: VectorStore) -> None:
+        await store.upsert([point(i, 1) for i in range(1, 1_203)])
+        ids = [s.product_id async for s in store.scan()]
+        assert sorted(ids) == list(range(1, 1_203))
+
+    async def test_empty_inputs_are_no_ops(self, store: VectorStore) -> None:
+        await store.upsert([])
+        await store.delete([])
+        assert await store.get([]) == {}
+        assert await store.count() == 0
+
+    async def test_search_finds_the_nearest_with_payload(self, store: VectorStore) -> None:
+        await store.upsert([point(i, 1) for i in range(1, 21)])
+        hits = await store.search(vec(7), limit=3)
+        assert len(hits) == 3
+        assert hits[0].product_id == 7
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert hits[0].payload["title"] == "listing 7"
+        assert hits[0].payload["version"] == 1
+        assert hits[0].score >= hits[1].score >= hits[2].score
+
+    async def test_older_version_never_overwrites_newer(self, store: VectorStore) -> None:
+        await store.upsert([point(1, 500, text="new")])
+        await store.upsert([point(1, 300, seed=99, text="old")])
+        assert (await store.get([1]))[1] == StoredListing(1, 500, "new")
+        hits = await store.search(vec(1), limit=1)
+        assert hits[0].product_id == 1
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4)  # the vector was not replaced either
+
+    async def test_newer_version_replaces_and_equal_version_rewrites(self, store: VectorStore) -> None:
+        await store.upsert([point(1, 500, text="v500")])
+        await store.upsert([point(1, 700, text="v700")])
+        assert (await store.get([1]))[1] == StoredListing(1, 700, "v700")
+        await store.upsert([point(1, 700, text="re-embedded")])  # a forced re-embed of the same row
+        assert (await store.get([1]))[1] == StoredListing(1, 700, "re-embedded")
+
+    async def test_one_batch_mixes_stale_newer_and_new_points(self, store: VectorStore) -> None:
+        await store.upsert([point(1, 500, text="keep"), point(2, 500, text="replace-me")])
+        await store.upsert(
+            [point(1, 100, text="stale"), point(2, 900, text="newer"), point(3, 1, text="new")]
+        )
+        assert await store.get([1, 2, 3]) == {
+            1: StoredListing(1, 500, "keep"),
+            2: StoredListing(2, 900, "newer"),
+            3: StoredListing(3, 1, "new"),
+        }
+
+    async def test_delete(self, store: VectorStore) -> None:
+        await store.upsert([point(i, 10) for i in range(1, 5)])
+        await store.delete([1, 3, 42])
+        assert sorted(await store.get([1, 2, 3, 4])) == [2, 4]
+        assert await store.count() == 2
+
+    async def test_delete_up_to_a_version_spares_newer_points(self, store: VectorStore) -> None:
+        await store.upsert([point(1, 10), point(2, 20), point(3, 30)])
+        await store.delete([1, 2, 3], max_version=20)
+        assert sorted(await store.get([1, 2, 3])) == [3]
+
+    async def test_ping(self, store: VectorStore) -> None:
+        await store.ping()
+
+
+class TestLocalModeStore(StoreContract):
+    """qdrant-client's in-process local mode (``VECTOR_STORE=local``, ``QDRANT_PATH=:memory:``)."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[VectorStore]:
+        store = QdrantServerStore(
+            AsyncQdrantClient(location=":memory:"), collection="t", vector_size=SIZE, payload_indexes=False
+        )
+        await store.ensure_collection()
+        yield store
+        await store.aclose()
+
+
+class TestEdgeStore(StoreContract):
+    """Qdrant Edge in-process (``VECTOR_STORE=edge``)."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[VectorStore]:
+        store = QdrantEdgeStore(tmp_path / "shard", vector_size=SIZE)
+        await store.ensure_collection()
+        yield store
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "expected"),
+    [
+        (VectorStoreKind.EDGE, "edge-data", QdrantEdgeStore),
+        (VectorStoreKind.LOCAL, ":memory:", QdrantServerStore),
+        (VectorStoreKind.LOCAL, "local-data", QdrantServerStore),
+    ],
+)
+async def test_factory(kind: VectorStoreKind, path: str, expected: type, tmp_path: Path) -> None:
+    location = Path(path) if path == ":memory:" else tmp_path / path
+    settings = Settings(vector_store=kind, qdrant_path=location, vector_size=SIZE, collection="c")
+    store = build_vector_store(settings)
+    assert isinstance(store, expected)
+    await store.ensure_collection()
+    await store.upsert([point(1, 1)])
+    assert await store.count() == 1
+    await store.aclose()
+
+
+async def test_factory_server_mode_reports_unreachable_server() -> None:
+    from finally_indexer.core.errors import DependencyUnavailable
+
+    settings = Settings(
+        vector_store=VectorStoreKind.SERVER, qdrant_url="http://127.0.0.1:9", vector_size=SIZE
+    )
+    store = build_vector_store(settings)
+    assert isinstance(store, QdrantServerStore)
+    with pytest.raises(DependencyUnavailable):
+        await store.ping()
+    await store.aclose()
