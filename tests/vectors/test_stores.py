@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from qdrant_client import AsyncQdrantClient
 
+from finally_indexer.core.errors import DependencyUnavailable
 from finally_indexer.core.settings import Settings, VectorStoreKind
 from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.stores.qdrant_edge import QdrantEdgeStore
@@ -37,9 +38,8 @@ class StoreContract:
     """The behaviour every ``VectorStore`` must have. Subclasses provide the ``store`` fixture."""
 
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    def store(self, tmp_path: Path) -> VectorStore:
         raise NotImplementedError
-        yield  # pragma: no cover
 
     async def test_is_a_vector_store(self, store: VectorStore) -> None:
         assert isinstance(store, VectorStore)
@@ -165,8 +165,6 @@ async def test_factory(kind: VectorStoreKind, path: str, expected: type, tmp_pat
 
 
 async def test_factory_server_mode_reports_unreachable_server() -> None:
-    from finally_indexer.core.errors import DependencyUnavailable
-
     settings = Settings(
         vector_store=VectorStoreKind.SERVER, qdrant_url="http://127.0.0.1:9", vector_size=SIZE
     )
