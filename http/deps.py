@@ -1,0 +1,69 @@
+"""What the HTTP app talks to: the PostgreSQL pool, the Redis client and the vector store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+import structlog
+from redis.asyncio import Redis
+
+from finally_indexer.core.settings import Settings
+from finally_indexer.db.pool import create_pool
+from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.vectorstore import VectorStore
+
+log = structlog.get_logger(__name__)
+
+# asyncpg's stubs make Pool generic but the runtime class is not subscriptable, and Litestar
+# resolves the annotations of dependency types at run time.
+if TYPE_CHECKING:
+    PgPool: TypeAlias = asyncpg.Pool[Any]
+else:
+    PgPool = asyncpg.Pool
+
+#: Redis calls of the API are short; a dead server must fail a request quickly, not hang it.
+REDIS_CONNECT_TIMEOUT_S = 1.0
+REDIS_SOCKET_TIMEOUT_S = 5.0
+
+
+@dataclass(slots=True)
+class AppDeps:
+    """The app's connections. Created by the app's lifespan unless a caller injects them."""
+
+    pool: PgPool
+    redis: Redis
+    store: VectorStore
+
+    @classmethod
+    async def open(cls, settings: Settings) -> AppDeps:
+        """Connect to PostgreSQL, Redis and the vector store named by ``settings``."""
+        pool = await create_pool(settings)
+        try:
+            store = build_vector_store(settings)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool=pool, redis=redis_client(settings), store=store)
+
+    async def aclose(self) -> None:
+        """Close all three; one failing to close does not keep the others open."""
+        for name, closer in (
+            ("redis", self.redis.aclose),
+            ("store", self.store.aclose),
+            ("postgres", self.pool.close),
+        ):
+            try:
+                await closer()
+            except Exception as exc:  # closing is best effort at shutdown
+                log.warning("close_failed", dependency=name, error=repr(exc))
+
+
+def redis_client(settings: Settings) -> Redis:
+    """A Redis client with short timeouts (bytes in, bytes out: raw job payloads stay raw)."""
+    return Redis.from_url(
+        settings.redis_dsn(),
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+    )

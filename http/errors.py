@@ -1,0 +1,60 @@
+"""Structured error answers: ``{status_code, error, detail, extra}``, never a stack trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.types import ExceptionHandlersMap
+from redis.exceptions import RedisError
+
+from finally_indexer.core.errors import DependencyUnavailable
+
+log = structlog.get_logger(__name__)
+
+#: Short machine-readable codes for the HTTP statuses the API answers with.
+_CODES = {400: "validation_error", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _body(status: int, error: str, detail: str, extra: Any = None) -> Response[dict[str, Any]]:
+    content: dict[str, Any] = {"status_code": status, "error": error, "detail": detail}
+    if extra:
+        content["extra"] = extra
+    return Response(content, status_code=status, media_type=MediaType.JSON)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    extra = exc.extra if isinstance(exc, ValidationException) or exc.extra else None
+    return _body(exc.status_code, _CODES.get(exc.status_code, "http_error"), exc.detail, extra)
+
+
+def dependency_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.warning("dependency_unavailable", path=request.url.path, error=repr(exc))
+    return _body(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "dependency_unavailable",
+        f"a dependency is unavailable: {type(exc).__name__}",
+    )
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.error("request_failed", path=request.url.path, method=request.method, exc_info=exc)
+    return _body(
+        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal error; the server log has the details"
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    HTTPException: http_error,
+    DependencyUnavailable: dependency_error,
+    RedisError: dependency_error,
+    asyncpg.PostgresConnectionError: dependency_error,
+    asyncpg.InterfaceError: dependency_error,
+    ConnectionError: dependency_error,
+    TimeoutError: dependency_error,
+    Exception: internal_error,
+}

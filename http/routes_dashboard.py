@@ -1,0 +1,35 @@
+"""``GET /dashboard``: one Jinja page; its script (``/static/dashboard.js``) polls ``/status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from finally_indexer.core.settings import Settings
+
+HERE = Path(__file__).parent
+#: How often the page polls /status.
+REFRESH_MS = 2_000
+
+
+@get("/dashboard", include_in_schema=False)
+async def dashboard(settings: NamedDependency[Settings]) -> Template:
+    return Template(
+        template_name="dashboard.html",
+        context={"api_key_required": settings.api_key is not None, "refresh_ms": REFRESH_MS},
+    )
+
+
+@get("/", include_in_schema=False)
+async def root() -> Redirect:
+    return Redirect(path="/dashboard")
+
+
+STATIC = create_static_files_router(path="/static", directories=[HERE / "static"])
+
+ROUTES: list[ControllerRouterHandler] = [dashboard, root, STATIC]

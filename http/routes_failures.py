@@ -1,0 +1,99 @@
+"""``GET /failures`` (browse and analyse failures) and ``POST /retry`` (re-queue them)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Literal
+
+import asyncpg
+from litestar import get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK
+from litestar.types import ControllerRouterHandler
+
+from finally_indexer.core.settings import Settings
+from finally_indexer.db import reports
+from finally_indexer.db.reports import FailureFilter
+from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
+from finally_indexer.http.deps import AppDeps
+from finally_indexer.http.requeue import requeue
+from finally_indexer.schemas.api import FailurePage, FailureView, ReasonSummary, RetryRequest, RetryResult
+
+MAX_PAGE = 500
+
+
+@get("/failures", tags=["failures"], summary="Failed operations, newest first, with a summary by reason")
+async def list_failures(
+    *,
+    deps: NamedDependency[AppDeps],
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
+    before_id: Annotated[
+        int | None, QueryParameter(ge=1, le=2**63 - 1, description="Keyset cursor from next_before_id.")
+    ] = None,
+    reason: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    operation_type: Annotated[str | None, QueryParameter(max_length=20)] = None,
+    product_id: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)] = None,
+    open_only: Annotated[bool, QueryParameter(name="open", description="Only unresolved rows.")] = False,
+    since: Annotated[datetime | None, QueryParameter(description="Created at or after (ISO 8601).")] = None,
+) -> FailurePage:
+    flt = FailureFilter(
+        product_ids=[product_id] if product_id is not None else None,
+        operation_type=operation_type,
+        reason=reason,
+        since=since,
+        open_only=open_only,
+    )
+    rows = await reports.failures_page(deps.pool, flt, limit=limit + 1, before_id=before_id)
+    groups = await reports.failures_by_reason(deps.pool, flt)
+    page = rows[:limit]
+    return FailurePage(
+        items=[failure_view(r) for r in page],
+        next_before_id=page[-1]["id"] if len(rows) > limit else None,
+        total=sum(g["count"] for g in groups),
+        by_reason=[ReasonSummary(**dict(g)) for g in groups],
+    )
+
+
+def failure_view(row: asyncpg.Record) -> FailureView:
+    """One row, its raw payload shown as UTF-8 text when it decodes, else base64."""
+    fields = {key: row[key] for key in row.keys()}  # noqa: SIM118 -- Record is not a Mapping
+    raw: bytes | None = fields.pop("payload")
+    text: str | None = None
+    encoding: Literal["utf-8", "base64"] | None = None
+    if raw is not None:
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode(), "base64"
+    return FailureView(**fields, payload=text, payload_encoding=encoding)
+
+
+@post(
+    "/retry",
+    status_code=HTTP_200_OK,
+    guards=[require_api_key],
+    security=[{SECURITY_SCHEME: []}],
+    tags=["failures"],
+    summary="Re-queue open failures",
+    description=(
+        "Listings are re-queued as retry jobs (one per operation); malformed raw jobs are put back on the "
+        "jobs stream byte for byte. Rows are kept: retry_count grows, requeued_at is set."
+    ),
+)
+async def retry(
+    data: JSONBody[RetryRequest], deps: NamedDependency[AppDeps], settings: NamedDependency[Settings]
+) -> RetryResult:
+    flt = FailureFilter(
+        ids=data.ids,
+        product_ids=data.product_ids,
+        operation_type=data.operation_type,
+        reason=data.reason,
+        since=data.since,
+        until=data.until,
+    )
+    return await requeue(deps, settings, flt, limit=data.limit)
+
+
+ROUTES: list[ControllerRouterHandler] = [list_failures, retry]

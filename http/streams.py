@@ -1,0 +1,90 @@
+"""Figures about a Redis stream and its consumer group: length, lag, pending, oldest pending, consumers.
+
+All of them come from Redis itself (XLEN, XINFO GROUPS/CONSUMERS, XPENDING), so every process
+that asks sees the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+#: A consumer that touched the group (read, claim, ack) less than this long ago counts as alive.
+#: Subscribers poll with blocking reads of a few seconds, so a live one stays far below it.
+CONSUMER_ALIVE_MS = 30_000
+#: When Redis cannot tell the lag (``null`` after an XDEL), count undelivered entries up to this
+#: many with one XRANGE; past it, fall back to the entries-added minus entries-read estimate.
+LAG_COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """One consumer group of one stream."""
+
+    group: str
+    exists: bool
+    lag: int
+    lag_exact: bool
+    pending: int
+    oldest_pending_idle_seconds: float
+    consumers: int
+    consumers_alive: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """One stream and the group that consumes it."""
+
+    name: str
+    role: str
+    length: int
+    group: GroupStats
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def stream_stats(redis: Redis, name: str, role: str, group: str) -> StreamStats:
+    """Length of ``name`` and the state of ``group`` on it (zeros when either does not exist)."""
+    length = int(await redis.xlen(name))
+    try:
+        groups = await redis.xinfo_groups(name)
+    except ResponseError:  # no such key: the stream was never written
+        groups = []
+    info = next((g for g in groups if _s(g["name"]) == group), None)
+    if info is None:
+        return StreamStats(name, role, length, GroupStats(group, False, length, True, 0, 0.0, 0, 0))
+    lag, exact = await _lag(redis, name, info)
+    idle = await _oldest_pending_idle(redis, name, group) if info["pending"] else 0.0
+    alive, total = await _consumers(redis, name, group)
+    return StreamStats(
+        name, role, length, GroupStats(group, True, lag, exact, int(info["pending"]), idle, total, alive)
+    )
+
+
+async def _lag(redis: Redis, name: str, info: dict[str, Any]) -> tuple[int, bool]:
+    if info.get("lag") is not None:
+        return int(info["lag"]), True
+    last = _s(info["last-delivered-id"])
+    undelivered = await redis.xrange(name, min=f"({last}", max="+", count=LAG_COUNT_CAP) or []
+    if len(undelivered) < LAG_COUNT_CAP:
+        return len(undelivered), True
+    stream = await redis.xinfo_stream(name)
+    read = info.get("entries-read") or 0
+    return max(len(undelivered), int(stream["entries-added"]) - int(read)), False
+
+
+async def _oldest_pending_idle(redis: Redis, name: str, group: str) -> float:
+    """Seconds since the oldest pending entry (by id) was last delivered."""
+    first = await redis.xpending_range(name, group, min="-", max="+", count=1)
+    return float(first[0]["time_since_delivered"]) / 1000.0 if first else 0.0
+
+
+async def _consumers(redis: Redis, name: str, group: str) -> tuple[int, int]:
+    consumers = await redis.xinfo_consumers(name, group)
+    alive = sum(1 for c in consumers if int(c["idle"]) < CONSUMER_ALIVE_MS)
+    return alive, len(consumers)
