@@ -11,6 +11,7 @@ repository. ``db/alembic.ini`` offers the same to the alembic CLI.
 from __future__ import annotations
 
 import io
+import threading
 from importlib.resources import files
 from pathlib import Path
 from typing import Final
@@ -38,6 +39,11 @@ __all__ = [
 
 #: Key of the PostgreSQL advisory lock that serialises concurrent upgrades (``hashtext`` of it).
 MIGRATION_LOCK: Final = "finally-indexer:migrate"
+
+#: Alembic's ``context`` and ``op`` are module-level proxies: two commands running at once in
+#: one process (threads) would overwrite each other's. Across processes the advisory lock
+#: (``MIGRATION_LOCK``) serialises upgrades; within one, this lock does.
+_COMMAND_LOCK: Final = threading.Lock()
 
 _DRIVERS: Final = {
     "postgres",
@@ -82,13 +88,15 @@ def upgrade(dsn: str, *, schema: str | None = None) -> None:
     The version table lives in ``schema``. Running it again is a no-op; concurrent runs wait on
     an advisory lock. ``schema=None`` migrates the connection's default schema.
     """
-    command.upgrade(alembic_config(dsn, schema=schema), "head")
+    with _COMMAND_LOCK:
+        command.upgrade(alembic_config(dsn, schema=schema), "head")
 
 
 def upgrade_sql(*, schema: str | None = None) -> str:
     """The full upgrade as SQL text (offline mode), for a DBA to review and run with ``psql``."""
     buffer = io.StringIO()
-    command.upgrade(alembic_config(None, schema=schema, output=buffer), "head", sql=True)
+    with _COMMAND_LOCK:
+        command.upgrade(alembic_config(None, schema=schema, output=buffer), "head", sql=True)
     return buffer.getvalue()
 
 
