@@ -146,3 +146,21 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
         main([command, "--help"])
     assert info.value.code == 0
     assert "usage: finally-indexer" in capsys.readouterr().out
+
+
+def test_configuration_doc_and_env_example_are_up_to_date() -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gen_config_doc.py"
+    done = subprocess.run(
+        [sys.executable, script, "--check"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_env_templates_are_valid_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    for name in (".env.dev", ".env.prod"):
+        assert main(["--env-file", str(root / name), "check-config"]) == 0, name
+    out = capsys.readouterr().out
+    assert "EMBEDDER=openai" in out
+    assert "VECTOR_STORE=server" in out
+    assert "LOG_FORMAT=json" in out

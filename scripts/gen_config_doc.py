@@ -1,0 +1,204 @@
+"""Generate docs/configuration.md and .env.example from the Settings class.
+
+    python scripts/gen_config_doc.py           # rewrite both files
+    python scripts/gen_config_doc.py --check   # exit 1 if either is out of date (run by the tests)
+
+Names, defaults, types and bounds come from ``Settings`` itself; the one-line meanings live in
+``MEANINGS`` below, and a setting without one is an error, so a new setting cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from annotated_types import Ge, Le
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+
+from finally_indexer.core.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "configuration.md"
+ENV_EXAMPLE = ROOT / ".env.example"
+
+#: Section title → settings in it, in the order they are documented.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "PostgreSQL": (
+        "postgres_host", "postgres_port", "postgres_user", "postgres_password", "postgres_db",
+        "database_url", "postgres_schema", "db_pool_min", "db_pool_max",
+    ),
+    "Redis": ("redis_host", "redis_port", "redis_password", "redis_url"),
+    "Vector store (Qdrant)": (
+        "vector_store", "qdrant_host", "qdrant_port", "qdrant_url", "qdrant_api_key", "qdrant_path",
+        "collection",
+    ),
+    "Embeddings": (
+        "embedder", "openai_api_key", "openai_base_url", "embedding_model", "vector_size",
+        "embedding_max_input_tokens", "embedding_concurrency", "text_template",
+    ),
+    "Streams and processing": (
+        "legacy_list", "jobs_stream", "batch_stream", "events_stream", "dead_letter_stream",
+        "batch_size", "reclaim_idle_ms", "max_deliveries", "worker_concurrency", "consumer_name",
+    ),
+    "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
+    "Logging": ("log_level", "log_format"),
+}  # fmt: skip
+
+MEANINGS: dict[str, str] = {
+    "postgres_host": "PostgreSQL host (ignored when `DATABASE_URL` is set).",
+    "postgres_port": "PostgreSQL port.",
+    "postgres_user": "PostgreSQL user.",
+    "postgres_password": "PostgreSQL password (secret).",
+    "postgres_db": "Database holding `products` and the service's tables.",
+    "database_url": "Full DSN, e.g. `postgresql://user:pw@host:5432/db`; wins over the `POSTGRES_*` parts (secret).",
+    "postgres_schema": "Schema of the service's tables (`search_path` = this schema, then `public`); unset = `public`.",
+    "db_pool_min": "Connections the asyncpg pool keeps open.",
+    "db_pool_max": "Most connections the asyncpg pool opens (per process).",
+    "redis_host": "Redis host (ignored when `REDIS_URL` is set).",
+    "redis_port": "Redis port.",
+    "redis_password": "Redis password (secret).",
+    "redis_url": "Full URL, e.g. `redis://:pw@host:6379/0` or `rediss://` for TLS; wins over host/port (secret).",
+    "vector_store": "`server`: a Qdrant server; `edge`: Qdrant's engine in-process at `QDRANT_PATH`; "
+    "`local`: qdrant-client's local mode (tests, small data).",
+    "qdrant_host": "Qdrant server host (`VECTOR_STORE=server`).",
+    "qdrant_port": "Qdrant server HTTP port.",
+    "qdrant_url": "Qdrant server URL; wins over host/port.",
+    "qdrant_api_key": "Qdrant server API key (secret).",
+    "qdrant_path": "Folder of the in-process store (`edge`, `local`).",
+    "collection": "Name of the Qdrant collection.",
+    "embedder": "`openai`, `hashing` (offline, deterministic) or `auto` (OpenAI when `OPENAI_API_KEY` is set).",
+    "openai_api_key": "OpenAI API key (secret).",
+    "openai_base_url": "Base URL of an OpenAI-compatible embeddings server; unset = OpenAI.",
+    "embedding_model": "Embedding model name.",
+    "vector_size": "Vector dimensions; must match the model (3072 for text-embedding-3-large).",
+    "embedding_max_input_tokens": "Longer listing texts are cut to this many tokens before embedding.",
+    "embedding_concurrency": "Embedding requests in flight per worker process.",
+    "text_template": "How a listing becomes the embedded text; placeholders "
+    "`{title}` `{year}` `{price}` `{mileage}` `{content}` `{brand}`.",
+    "legacy_list": "Redis list the scraper `LPUSH`es jobs onto (the legacy contract).",
+    "jobs_stream": "Stream of validated jobs; keep the `{…}` hash tag equal to `LEGACY_LIST` (Redis Cluster).",
+    "batch_stream": "Stream of planned batches consumed by the indexers.",
+    "events_stream": "Stream of outcomes (status, dashboard, downstream cache invalidation).",
+    "dead_letter_stream": "Stream of entries that failed for good.",
+    "batch_size": "Listings per batch message.",
+    "reclaim_idle_ms": "A pending entry idle this long (ms) is reclaimed from its consumer.",
+    "max_deliveries": "Deliveries after which an entry is dead-lettered.",
+    "worker_concurrency": "Batches a worker process handles at once.",
+    "consumer_name": "Consumer name in the groups; unset = host name and process id.",
+    "http_host": "Address the API binds to.",
+    "http_port": "Port the API listens on.",
+    "api_key": "Key required by the mutating endpoints (`X-API-Key`); required in production (secret).",
+    "metrics_port": "Port of a standalone `/metrics` server for worker and bridge processes; 0 = none.",
+    "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR`.",
+    "log_format": "`console` (people) or `json` (log shippers).",
+}
+
+
+def _default(info: FieldInfo) -> str:
+    value: Any = info.default
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if value is None or value == "":
+        return ""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return str(value)
+
+
+def _form(info: FieldInfo) -> str:
+    annotation = info.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
+    base = args[0] if args and typing.get_origin(annotation) is not typing.Literal else annotation
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        return " \\| ".join(f"`{m.value}`" for m in base)
+    names: dict[object, str] = {int: "integer", str: "text", Path: "path", SecretStr: "secret"}
+    name = names.get(base, str(base))
+    bounds = [f"≥ {m.ge}" for m in info.metadata if isinstance(m, Ge)]
+    bounds += [f"≤ {m.le}" for m in info.metadata if isinstance(m, Le)]
+    return name + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _check_complete() -> None:
+    fields = set(Settings.model_fields)
+    listed = {name for names in SECTIONS.values() for name in names}
+    problems = [f"{n}: no meaning in MEANINGS" for n in sorted(fields - set(MEANINGS))]
+    problems += [f"{n}: in no section of SECTIONS" for n in sorted(fields - listed)]
+    problems += [f"{n}: not a setting any more" for n in sorted((listed | set(MEANINGS)) - fields)]
+    if problems:
+        raise SystemExit(
+            "scripts/gen_config_doc.py is out of step with Settings:\n  " + "\n  ".join(problems)
+        )
+
+
+def _cell(text: str) -> str:
+    return text.replace("\n", "\\n").replace("|", "\\|")
+
+
+def render_doc() -> str:
+    """docs/configuration.md."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- generated by scripts/gen_config_doc.py from core/settings.py: do not edit by hand -->",
+        "",
+        "Every setting is an environment variable (case-insensitive). `finally-indexer --env-file FILE`",
+        "reads a `.env` file as well; `finally-indexer check-config` validates the settings and prints",
+        "them with secrets masked, and exits with status 2 and one line per invalid variable otherwise.",
+        "Templates: `.env.example` (everything, with defaults), `.env.dev`, `.env.prod`.",
+        "",
+    ]
+    for title, names in SECTIONS.items():
+        lines += [f"## {title}", "", "| variable | default | form | meaning |", "| --- | --- | --- | --- |"]
+        for name in names:
+            info = Settings.model_fields[name]
+            default = _default(info)
+            shown = f"`{_cell(default)}`" if default else "—"
+            lines.append(f"| `{name.upper()}` | {shown} | {_form(info)} | {MEANINGS[name]} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_env_example() -> str:
+    """.env.example: every setting, commented out at its default."""
+    lines = [
+        "# Every setting of finally-indexer with its default (generated by scripts/gen_config_doc.py).",
+        "# Copy what you need into .env.dev / .env.prod and uncomment it. See docs/configuration.md.",
+    ]
+    for title, names in SECTIONS.items():
+        lines += ["", f"# --- {title} ---"]
+        for name in names:
+            default = _default(Settings.model_fields[name])
+            if "\n" in default:
+                default = '"' + default.replace("\n", "\\n") + '"'
+            lines += [f"# {MEANINGS[name].replace(chr(96), '')}", f"# {name.upper()}={default}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="fail if a generated file is out of date")
+    args = parser.parse_args(argv)
+    _check_complete()
+    stale = []
+    for path, text in ((DOC, render_doc()), (ENV_EXAMPLE, render_env_example())):
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        if args.check:
+            stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        sys.stderr.write(f"out of date: {', '.join(stale)}; run python scripts/gen_config_doc.py\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

