@@ -94,6 +94,7 @@ class DeadLetters:
         await self._append(entry, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries)
         failures = [_listing_failure(entry, batch, pid, error) for pid in batch.product_ids]
         async with self._pool.acquire() as conn, conn.transaction():
+            await jobs.lock_job(conn, batch.job_id)  # serialises with the job's other batches
             await record_failures(conn, failures)
             if await jobs.fail_batch(conn, batch.job_id, batch.seq, deliveries=deliveries):
                 await jobs.finish_job_if_done(conn, batch.job_id)

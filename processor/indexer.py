@@ -188,6 +188,9 @@ class Indexer:
         """Every PostgreSQL effect of the batch, and its completion, in one transaction."""
         indexed = outcome.written + outcome.skipped
         async with self._pool.acquire() as conn, conn.transaction():
+            # The job's row lock serialises its batches' commits, so the last one sees the others
+            # done and closes the job (without it two last batches could each miss the other).
+            await jobs.lock_job(conn, batch.job_id)
             await products.mark_converted(conn, [(x.product_id, x.updated_at) for x in indexed])
             await state.upsert_states(conn, [self._state_of(x) for x in indexed])
             await products.mark_unconverted(conn, [*outcome.deleted, *outcome.rejected])

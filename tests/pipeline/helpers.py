@@ -1,0 +1,48 @@
+"""Helpers shared by the pipeline tests: listings, jobs and the convergence check."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from finally_indexer.core.settings import Settings
+from finally_indexer.processor.texts import build_text, text_hash
+from finally_indexer.processor.vectorstore import VectorStore
+
+_INSERT = """
+INSERT INTO products (id, title, url, price, content, mileage, brand, year)
+SELECT i, '혼다 PCX ' || i, 'https://example.test/' || i, 1000000 + i, '상태 좋은 매물 ' || i, 1000 * i, 'Honda', 2015 + i % 8
+FROM generate_series($1::bigint, $2::bigint) AS i
+"""
+
+
+async def add_listings(pool: asyncpg.Pool[Any], first: int, last: int) -> None:
+    """Insert listings ``first..last`` (inclusive) with deterministic content."""
+    await pool.execute(_INSERT, first, last)
+
+
+async def push(redis: Redis, settings: Settings, job: dict[str, Any] | bytes) -> None:
+    """LPUSH one job exactly as the scraper does."""
+    raw = job if isinstance(job, bytes) else json.dumps(job).encode()
+    await redis.lpush(settings.legacy_list, raw)
+
+
+async def expected_index(pool: asyncpg.Pool[Any], template: str) -> dict[int, str]:
+    """What the collection should hold: every listing's id and the hash of its current text."""
+    rows = await pool.fetch("SELECT * FROM products")
+    return {int(r["id"]): text_hash(build_text(dict(r), template)) for r in rows}
+
+
+async def stored_index(store: VectorStore) -> dict[int, str]:
+    """What the collection holds: id → text hash."""
+    return {x.product_id: x.text_hash async for x in store.scan()}
+
+
+async def assert_converged(pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings) -> None:
+    """The store holds exactly PostgreSQL's listings with their current text, and every flag agrees."""
+    assert await stored_index(store) == await expected_index(pool, settings.text_template)
+    unflagged = await pool.fetchval("SELECT count(*) FROM products WHERE NOT is_conversion")
+    assert unflagged == 0
