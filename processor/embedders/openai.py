@@ -128,6 +128,9 @@ class OpenAIEmbedder:
         self._send_dimensions = native is not None and native != dimensions
         self._price = USD_PER_MILLION_TOKENS.get(model, 0.0)
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._backoff = wait_exponential_jitter(
+            multiplier=self._retry.initial_backoff, max=self._retry.max_backoff, jitter=self._retry.jitter
+        )
         self._client = openai.AsyncOpenAI(
             api_key=api_key.get_secret_value(),
             base_url=base_url,
@@ -174,8 +177,13 @@ class OpenAIEmbedder:
                 rejected[index] = "empty input"  # the API answers 400 for an empty string
         todo = [i for i in range(len(texts)) if i not in rejected]
         batches = await asyncio.to_thread(plan_batches, [texts[i] for i in todo], self._limits, self)
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._embed_batch(batch)) for batch in batches]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._embed_batch(batch)) for batch in batches]
+        except BaseExceptionGroup as failed:
+            # One failed request fails the call (the others are cancelled); callers expect our own
+            # exception types, not a group.
+            raise failed.exceptions[0] from None
         billed = 0
         for batch, task in zip(batches, tasks, strict=True):
             batch_vectors, batch_tokens, batch_rejected = task.result()
@@ -233,10 +241,7 @@ class OpenAIEmbedder:
         error = state.outcome.exception() if state.outcome is not None else None
         if isinstance(error, EmbeddingRateLimited) and error.retry_after is not None:
             return min(error.retry_after, self._retry.max_retry_after)
-        backoff = wait_exponential_jitter(
-            initial=self._retry.initial_backoff, max=self._retry.max_backoff, jitter=self._retry.jitter
-        )
-        return float(backoff(state))
+        return float(self._backoff(state))
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None

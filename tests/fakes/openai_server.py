@@ -88,6 +88,7 @@ class FakeOpenAI:
         self.max_in_flight = 0
         self._failures: deque[_Failure] = deque()
         self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.base_url = ""
 
     async def __aenter__(self) -> FakeOpenAI:
@@ -99,6 +100,11 @@ class FakeOpenAI:
     async def __aexit__(self, *exc: object) -> None:
         if self._server is not None:
             self._server.close()
+        for writer in self._connections.values():
+            writer.close()
+        # Let every handler see its connection close and return, so none is left to be cancelled.
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
@@ -121,6 +127,9 @@ class FakeOpenAI:
 
     # --- HTTP ------------------------------------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -144,6 +153,7 @@ class FakeOpenAI:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._connections.pop(task, None)
             writer.close()
 
     async def _handle(
@@ -179,7 +189,7 @@ class FakeOpenAI:
             failure = self._failures.popleft()
             kind = "rate_limit_exceeded" if failure.status == 429 else "server_error"
             return failure.status, failure.headers, _error(f"fake failure {failure.status}", kind)
-        if not record.inputs or any(not isinstance(t, str) or not t for t in record.inputs):
+        if not record.inputs or not all(record.inputs):
             return 400, {}, _error("'$.input' is invalid.", "invalid_request_error")
         if any(self.reject_marker in text for text in record.inputs):
             return (

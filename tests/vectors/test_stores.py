@@ -21,7 +21,8 @@ SIZE = 64
 
 def vec(seed: int) -> list[float]:
     v = np.random.default_rng(seed).standard_normal(SIZE)
-    return (v / np.linalg.norm(v)).tolist()
+    unit: list[float] = (v / np.linalg.norm(v)).tolist()
+    return unit
 
 
 def point(pid: int, version: int, *, seed: int | None = None, text: str | None = None) -> ListingPoint:
