@@ -24,7 +24,15 @@ from finally_indexer.core.errors import ConfigurationError, DependencyUnavailabl
 if TYPE_CHECKING:
     from finally_indexer.core.settings import Settings
 
-__all__ = ["CONNECT_TIMEOUT_S", "PING_TIMEOUT_S", "create_pool", "ping", "quote_schema", "validate_schema"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "PING_TIMEOUT_S",
+    "create_pool",
+    "ping",
+    "quote_schema",
+    "resolve_schema",
+    "validate_schema",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -63,8 +71,8 @@ def quote_schema(schema: str) -> str:
 
 
 def resolve_schema(settings: Settings, schema: str | None) -> str | None:
-    """The explicit ``schema``, else ``settings.postgres_schema`` (if that setting exists), validated."""
-    chosen = schema if schema is not None else getattr(settings, "postgres_schema", None)
+    """The explicit ``schema``, else ``POSTGRES_SCHEMA``, validated; ``None``: the server's default."""
+    chosen = schema if schema is not None else settings.postgres_schema
     return validate_schema(chosen) if chosen else None
 
 

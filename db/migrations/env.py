@@ -33,7 +33,7 @@ def _target() -> tuple[str | None, str | None]:
 
         settings = load_settings()
         dsn = dsn or (None if context.is_offline_mode() else settings.postgres_dsn())
-        schema = schema if schema is not None else getattr(settings, "postgres_schema", None)
+        schema = schema if schema is not None else settings.postgres_schema
     return dsn, (validate_schema(schema) if schema else None)
 
 
