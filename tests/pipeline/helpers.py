@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
+from finally_indexer.core.errors import TransientError
 from finally_indexer.core.settings import Settings
+from finally_indexer.processor.embedding import (
+    Embedder,
+    EmbeddingLimits,
+    EmbeddingResult,
+    PartialEmbeddingResult,
+)
 from finally_indexer.processor.texts import build_text, text_hash
 from finally_indexer.processor.vectorstore import VectorStore
 
@@ -46,3 +56,65 @@ async def assert_converged(pool: asyncpg.Pool[Any], store: VectorStore, settings
     assert await stored_index(store) == await expected_index(pool, settings.text_template)
     unflagged = await pool.fetchval("SELECT count(*) FROM products WHERE NOT is_conversion")
     assert unflagged == 0
+
+
+class HookedEmbedder:
+    """Delegates to a real embedder; ``before`` runs before each ``embed_many`` (to fail, gate or edit)."""
+
+    def __init__(
+        self, inner: Embedder, before: Callable[[Sequence[str]], Awaitable[None]] | None = None
+    ) -> None:
+        self.inner = inner
+        self.before = before
+        self.calls: list[list[str]] = []
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def dimensions(self) -> int:
+        return self.inner.dimensions
+
+    @property
+    def limits(self) -> EmbeddingLimits:
+        return self.inner.limits
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return self.inner.truncate(text, max_tokens)
+
+    async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        return await self.inner.embed(texts)
+
+    async def embed_many(self, texts: Sequence[str]) -> PartialEmbeddingResult:
+        self.calls.append(list(texts))
+        if self.before is not None:
+            await self.before(texts)
+        return await self.inner.embed_many(texts)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def fail_times(n: int) -> Callable[[Sequence[str]], Awaitable[None]]:
+    """A hook raising ``TransientError`` on its first ``n`` calls."""
+    left = [n]
+
+    async def hook(_: Sequence[str]) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise TransientError("embedding API briefly unavailable (test)")
+
+    return hook
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 20.0) -> None:
+    """Poll ``check`` until it is true; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(0.05)
