@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import asyncpg
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
@@ -18,6 +18,7 @@ from finally_indexer.db import reports
 from finally_indexer.db.reports import FailureFilter
 from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
 from finally_indexer.http.deps import AppDeps
+from finally_indexer.http.openapi import json_body
 from finally_indexer.http.requeue import requeue
 from finally_indexer.schemas.api import FailurePage, FailureView, ReasonSummary, RetryRequest, RetryResult
 
@@ -83,7 +84,9 @@ def failure_view(row: asyncpg.Record) -> FailureView:
     ),
 )
 async def retry(
-    data: JSONBody[RetryRequest], deps: NamedDependency[AppDeps], settings: NamedDependency[Settings]
+    data: Annotated[RetryRequest, json_body(RetryRequest)],
+    deps: NamedDependency[AppDeps],
+    settings: NamedDependency[Settings],
 ) -> RetryResult:
     flt = FailureFilter(
         ids=data.ids,

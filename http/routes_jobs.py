@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_202_ACCEPTED
 from litestar.types import ControllerRouterHandler
 
@@ -15,6 +17,7 @@ from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.enqueue import enqueue_job
 from finally_indexer.http.job_views import job_view
+from finally_indexer.http.openapi import json_body
 from finally_indexer.schemas.api import JobView, SyncAccepted, SyncRequest
 from finally_indexer.schemas.messages import JobSource
 
@@ -29,7 +32,9 @@ from finally_indexer.schemas.messages import JobSource
     description="Answers 202 at once with the job id; follow the job at the Location header (/jobs/{id}).",
 )
 async def sync(
-    data: JSONBody[SyncRequest], deps: NamedDependency[AppDeps], settings: NamedDependency[Settings]
+    data: Annotated[SyncRequest, json_body(SyncRequest)],
+    deps: NamedDependency[AppDeps],
+    settings: NamedDependency[Settings],
 ) -> Response[SyncAccepted]:
     ids = None if data.product_ids == "all" else data.product_ids
     job_id = await enqueue_job(
