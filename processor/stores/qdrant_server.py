@@ -97,7 +97,10 @@ class QdrantServerStore:
         """Server mode for ``VECTOR_STORE=server``; local mode (memory or ``QDRANT_PATH``) otherwise."""
         if settings.vector_store is VectorStoreKind.SERVER:
             api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-            client = AsyncQdrantClient(url=settings.qdrant_location(), api_key=api_key)
+            # The version check runs in a background thread and only warns; ``ping`` is our check.
+            client = AsyncQdrantClient(
+                url=settings.qdrant_location(), api_key=api_key, check_compatibility=False
+            )
             return cls(client, collection=settings.collection, vector_size=settings.vector_size)
         if str(settings.qdrant_path) == MEMORY:
             client = AsyncQdrantClient(location=MEMORY)
