@@ -73,7 +73,8 @@ async def test_concurrent_upgrades_of_one_schema_both_succeed(postgres_dsn: str,
     assert migrate.current(postgres_dsn, fresh_schema) == migrate.head()
 
 
-async def test_concurrent_upgrades_from_two_processes_both_succeed(
+@pytest.mark.slow
+async def test_concurrent_upgrades_from_three_processes_all_succeed(
     postgres_dsn: str, fresh_schema: str
 ) -> None:
     code = (
