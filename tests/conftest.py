@@ -78,6 +78,19 @@ def postgres_dsn(_servers_dir: Path) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture
+def server_dir(_servers_dir: Path, test_uid: str) -> Iterator[Path]:
+    """A fresh folder for a test that starts servers of its own (devenv), removed afterwards.
+
+    Use it instead of ``tmp_path``: the ``postgres`` user must traverse every parent folder, and
+    pytest keeps its temporary root private (mode 0700).
+    """
+    folder = _servers_dir / f"own-{test_uid}"
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # --- per test -----------------------------------------------------------------------------------
 @pytest.fixture
 def test_uid() -> str:

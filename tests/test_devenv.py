@@ -18,15 +18,15 @@ from finally_indexer.devenv.redis import RedisServer
 from finally_indexer.devenv.servers import dev_servers
 
 
-async def test_servers_keep_data_across_a_restart(tmp_path: Path) -> None:
-    async with dev_servers(tmp_path) as urls:
+async def test_servers_keep_data_across_a_restart(server_dir: Path) -> None:
+    async with dev_servers(server_dir) as urls:
         client = sync_redis.Redis.from_url(urls.redis_url)
         client.xadd("s", {"k": "v"})
         client.close()
         conn = await asyncpg.connect(urls.postgres_dsn)
         await conn.execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (7)")
         await conn.close()
-    async with dev_servers(tmp_path) as urls:
+    async with dev_servers(server_dir) as urls:
         client = sync_redis.Redis.from_url(urls.redis_url)
         assert client.xlen("s") == 1
         client.close()
