@@ -26,22 +26,20 @@ HERE = Path(__file__).parent
 
 def _env(settings: Settings, consumer: str, delay: float) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", ""), "TEST_EMBED_DELAY_S": str(delay), "LOG_LEVEL": "WARNING"}
-    for name, value in settings:
-        if value is None:
+    for name, raw in settings:
+        if raw is None:
             continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
+        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
         env[name.upper()] = value.value if isinstance(value, Enum) else str(value)
     env["CONSUMER_NAME"] = consumer
     return env
 
 
 async def _start(settings: Settings, consumer: str, delay: float) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable, str(HERE / "worker_main.py"), env=_env(settings, consumer, delay), cwd=HERE,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    return proc
 
 
 async def _wait_line(proc: asyncio.subprocess.Process, text: bytes) -> None:
