@@ -1,0 +1,146 @@
+"""GET /health against live, stopped and restarted dependencies; GET /health/live."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+
+from finally_indexer.core.settings import Settings
+from finally_indexer.db.pool import create_pool
+from finally_indexer.devenv.postgres import PostgresServer
+from finally_indexer.devenv.redis import RedisServer
+from finally_indexer.http.app import AppDeps, create_app
+from finally_indexer.http.deps import redis_client
+from finally_indexer.processor.vectorstore import VectorStore
+
+#: Throwaway servers live beside the session's (a folder the postgres user can traverse).
+SERVERS = Path(__file__).resolve().parents[2] / "var" / "test-servers"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _health(deps: AppDeps, settings: Settings) -> httpx.Response:
+    transport = httpx.ASGITransport(app=create_app(settings, deps=deps))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        return await c.get("/health")
+
+
+async def test_all_up_is_200_with_latencies(client: httpx.AsyncClient) -> None:
+    res = await client.get("/health")
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["status"] == "ok"
+    assert body["down"] == []
+    assert set(body["checks"]) == {"postgres", "redis", "qdrant"}
+    assert all(c["ok"] and c["latency_ms"] >= 0 for c in body["checks"].values())
+
+
+async def test_liveness_calls_no_dependency(
+    settings: Settings, pool: asyncpg.Pool[Any], deps: AppDeps
+) -> None:
+    dead = AppDeps(pool=pool, redis=aioredis.Redis(port=_closed_port()), store=deps.store)
+    transport = httpx.ASGITransport(app=create_app(settings, deps=dead))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        res = await c.get("/health/live")
+    await dead.redis.aclose()
+    assert res.json() == {"status": "alive"}
+
+
+async def test_redis_on_a_closed_port_is_503_naming_redis(settings: Settings, deps: AppDeps) -> None:
+    dead = AppDeps(
+        pool=deps.pool,
+        redis=redis_client(settings.model_copy(update={"redis_url": None, "redis_port": _closed_port()})),
+        store=deps.store,
+    )
+    res = await _health(dead, settings)
+    await dead.redis.aclose()
+    assert res.status_code == 503
+    body = res.json()
+    assert body["down"] == ["redis"]
+    assert body["checks"]["redis"]["error"]
+    assert body["checks"]["postgres"]["ok"]
+
+
+async def test_a_hanging_dependency_counts_as_down_after_the_timeout(
+    settings: Settings, deps: AppDeps
+) -> None:
+    class Hanging:
+        async def ping(self) -> None:
+            await asyncio.sleep(30)
+
+    slow: Any = Hanging()
+    res = await _health(AppDeps(pool=deps.pool, redis=deps.redis, store=slow), settings)
+    assert res.status_code == 503
+    assert res.json()["down"] == ["qdrant"]
+    assert "1 s" in res.json()["checks"]["qdrant"]["error"]
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    await asyncio.to_thread(server.start)
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.slow
+async def test_redis_stopped_then_restarted(
+    settings: Settings, deps: AppDeps, own_redis: RedisServer
+) -> None:
+    mine = settings.model_copy(update={"redis_url": None, "redis_port": own_redis.port})
+    watched = AppDeps(pool=deps.pool, redis=redis_client(mine), store=deps.store)
+    try:
+        assert (await _health(watched, mine)).status_code == 200
+        await asyncio.to_thread(own_redis.stop)
+        down = await _health(watched, mine)
+        assert down.status_code == 503
+        assert down.json()["down"] == ["redis"]
+        restarted = RedisServer(own_redis.data_dir, port=own_redis.port)
+        await asyncio.to_thread(restarted.start)
+        own_redis.port = restarted.port
+        assert (await _health(watched, mine)).status_code == 200
+    finally:
+        await watched.redis.aclose()
+
+
+@pytest.mark.slow
+async def test_postgres_stopped_then_restarted(settings: Settings, deps: AppDeps, test_uid: str) -> None:
+    root = SERVERS / f"health-{test_uid}"  # initdb runs as the postgres user: not under /tmp/pytest-of-root
+    server = PostgresServer(root, database="health")
+    dsn = await asyncio.to_thread(server.start)
+    again = PostgresServer(root, database="health", port=server.port)
+    mine = settings.model_copy(update={"database_url": SecretStr(dsn), "postgres_schema": None})
+    pool = await create_pool(mine)
+    watched = AppDeps(pool=pool, redis=deps.redis, store=deps.store)
+    try:
+        assert (await _health(watched, mine)).status_code == 200
+        await asyncio.to_thread(server.stop)
+        down = await _health(watched, mine)
+        assert down.status_code == 503
+        assert down.json()["down"] == ["postgres"]
+        await asyncio.to_thread(again.start)
+        assert (await _health(watched, mine)).status_code == 200
+    finally:
+        await pool.close()
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(again.stop)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_store_ping_is_used(deps: AppDeps) -> None:
+    store: VectorStore = deps.store
+    await store.ping()
