@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import AsyncQdrantClient
+import qdrant_edge as qe
+from qdrant_client import AsyncQdrantClient, models
 
 from finally_indexer.core.errors import DependencyUnavailable
 from finally_indexer.core.settings import Settings, VectorStoreKind
@@ -121,6 +122,16 @@ class StoreContract:
     async def test_ping(self, store: VectorStore) -> None:
         await store.ping()
 
+    async def write_unversioned(self, store: VectorStore, pid: int) -> None:
+        """Store a point the way an older indexer did: no version, no text hash."""
+        raise NotImplementedError
+
+    async def test_a_point_without_version_is_replaceable(self, store: VectorStore) -> None:
+        await self.write_unversioned(store, 1)
+        assert (await store.get([1]))[1] == StoredListing(1, 0, "")
+        await store.upsert([point(1, 5, text="now-versioned")])
+        assert (await store.get([1]))[1] == StoredListing(1, 5, "now-versioned")
+
 
 class TestLocalModeStore(StoreContract):
     """qdrant-client's in-process local mode (``VECTOR_STORE=local``, ``QDRANT_PATH=:memory:``)."""
@@ -134,6 +145,11 @@ class TestLocalModeStore(StoreContract):
         yield store
         await store.aclose()
 
+    async def write_unversioned(self, store: VectorStore, pid: int) -> None:
+        assert isinstance(store, QdrantServerStore)
+        legacy = models.PointStruct(id=pid, vector=vec(pid), payload={"title": "legacy"})
+        await store._client.upsert("t", [legacy])
+
 
 class TestEdgeStore(StoreContract):
     """Qdrant Edge in-process (``VECTOR_STORE=edge``)."""
@@ -144,6 +160,11 @@ class TestEdgeStore(StoreContract):
         await store.ensure_collection()
         yield store
         await store.aclose()
+
+    async def write_unversioned(self, store: VectorStore, pid: int) -> None:
+        assert isinstance(store, QdrantEdgeStore)
+        operation = qe.UpdateOperation.upsert_points([qe.Point(pid, vec(pid), {"title": "legacy"})])
+        await store._run("raw", lambda shard: shard.update(operation))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Benchmarks: runnable scripts that print figures measured on this machine (see README.md)."""
