@@ -51,6 +51,18 @@ def stale_write_filter(points: Sequence[ListingPoint]) -> Any:
     )
 
 
+#: Messages of engine errors caused by the request itself; retrying the same request cannot help.
+_BAD_REQUEST = ("dimension error", "wrong input", "bad input", "bad request", "not found")
+
+
+def _classify(op: str, exc: Exception) -> Exception:
+    """Bad requests are permanent; anything else from the engine (I/O, a full disk) is transient."""
+    message = f"qdrant edge {op}: {exc}"
+    if any(marker in str(exc).lower() for marker in _BAD_REQUEST):
+        return PermanentError(message)
+    return DependencyUnavailable(message)
+
+
 def _scroller(request: Any) -> Callable[[Any], Any]:
     return lambda shard: shard.scroll(request)
 
@@ -105,7 +117,7 @@ class QdrantEdgeStore:
             except (ConfigurationError, DependencyUnavailable):
                 raise
             except Exception as exc:  # the binding raises plain Exception for everything
-                raise PermanentError(f"qdrant edge {op}: {exc}") from exc
+                raise _classify(op, exc) from exc
 
     # --- the VectorStore protocol ------------------------------------------------------------------------
     async def ensure_collection(self) -> None:

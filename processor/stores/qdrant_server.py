@@ -26,6 +26,7 @@ from finally_indexer.core import metrics
 from finally_indexer.core.errors import (
     ConfigurationError,
     DependencyUnavailable,
+    IndexerError,
     PermanentError,
     TransientError,
 )
@@ -208,7 +209,7 @@ class QdrantServerStore:
         try:
             with _classified("ping"):
                 await self._client.get_collections()
-        except TransientError as exc:
+        except IndexerError as exc:  # refused (401, 403 …) counts as unavailable for a health check
             raise DependencyUnavailable(str(exc)) from exc
 
     async def aclose(self) -> None:

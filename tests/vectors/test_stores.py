@@ -10,7 +10,7 @@ import pytest
 import qdrant_edge as qe
 from qdrant_client import AsyncQdrantClient, models
 
-from finally_indexer.core.errors import DependencyUnavailable
+from finally_indexer.core.errors import DependencyUnavailable, PermanentError
 from finally_indexer.core.settings import Settings, VectorStoreKind
 from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.stores.qdrant_edge import QdrantEdgeStore
@@ -121,6 +121,10 @@ class StoreContract:
 
     async def test_ping(self, store: VectorStore) -> None:
         await store.ping()
+
+    async def test_a_wrong_vector_size_is_permanent(self, store: VectorStore) -> None:
+        with pytest.raises(PermanentError):
+            await store.upsert([ListingPoint(1, [1.0, 0.0], 1, "h")])
 
     async def write_unversioned(self, store: VectorStore, pid: int) -> None:
         """Store a point the way an older indexer did: no version, no text hash."""
