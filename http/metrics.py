@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import structlog
-import uvicorn
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,7 +21,7 @@ from finally_indexer.core.settings import Settings
 from finally_indexer.db.pool import create_pool
 from finally_indexer.http.collector import render
 from finally_indexer.http.deps import redis_client
-from finally_indexer.http.server import bound_port, build_server
+from finally_indexer.http.server import bound_port, build_server, start_in_background
 from finally_indexer.http.status import StatusProjector
 
 log = structlog.get_logger(__name__)
@@ -68,15 +67,12 @@ class MetricsServer:
     """A running metrics endpoint; ``await aclose()`` stops it."""
 
     port: int
-    _server: uvicorn.Server
+    _stop: asyncio.Event = field(repr=False)
     _task: asyncio.Task[None] = field(repr=False)
 
-    @property
-    def url(self) -> str:
-        return f"http://{self._server.config.host}:{self.port}/metrics"
-
     async def aclose(self) -> None:
-        self._server.should_exit = True
+        """Stop serving and wait until the server has shut down."""
+        self._stop.set()
         await self._task
 
 
@@ -87,16 +83,12 @@ async def start_metrics_server(settings: Settings, *, with_db: bool = True) -> M
     server = build_server(
         create_metrics_app(settings, with_db=with_db), settings.http_host, settings.metrics_port
     )
-    task = asyncio.create_task(server.serve())
+    stop = asyncio.Event()
     async with asyncio.timeout(START_TIMEOUT_S):
-        while not server.started:
-            if task.done():
-                await task
-                raise RuntimeError(f"metrics server could not start on port {settings.metrics_port}")
-            await asyncio.sleep(0.01)
+        task = await start_in_background(server, stop)
     port = bound_port(server) or settings.metrics_port
     log.info("metrics_serving", port=port)
-    return MetricsServer(port, server, task)
+    return MetricsServer(port, stop, task)
 
 
 __all__ = ["MetricsServer", "create_metrics_app", "start_metrics_server"]

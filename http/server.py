@@ -42,6 +42,20 @@ async def run_until(server: uvicorn.Server, stop: asyncio.Event) -> None:
         await serving
 
 
+async def start_in_background(server: uvicorn.Server, stop: asyncio.Event) -> asyncio.Task[None]:
+    """Run ``server`` until ``stop`` is set, as a task; return once it listens (or raise if it cannot).
+
+    Callers bound the wait with ``asyncio.timeout``.
+    """
+    task = asyncio.create_task(run_until(server, stop))
+    while not server.started:  # uvicorn offers no event to wait on
+        if task.done():
+            await task
+            raise RuntimeError("server exited before it started listening")
+        await asyncio.sleep(0.01)
+    return task
+
+
 def bound_port(server: uvicorn.Server) -> int | None:
     """The port the server listens on (useful with port 0), once started."""
     for s in server.servers:

@@ -121,8 +121,8 @@ async def test_metrics_expose_the_projection_gauges(
     assert value("oldest_pending_age_seconds", **batches) >= 0
     assert value("stream_length", stream=settings.dead_letter_stream) == 2
     assert value("stream_length", stream=settings.batch_stream) == 5
-    assert value("listings_source_count") == 10
-    assert value("listings_indexed_count") == 6
+    assert value("listings_in_source") == 10
+    assert value("listings_indexed") == 6
     assert value("index_coverage_ratio") == 0.6
     assert value("index_freshness_seconds") >= 119
     assert value("failed_operations_open") == 2
