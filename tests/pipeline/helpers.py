@@ -21,6 +21,7 @@ from finally_indexer.processor.embedding import (
 )
 from finally_indexer.processor.texts import build_text, text_hash
 from finally_indexer.processor.vectorstore import VectorStore
+from finally_indexer.schemas.messages import Event
 
 _INSERT = """
 INSERT INTO products (id, title, url, price, content, mileage, brand, year)
@@ -118,3 +119,21 @@ async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout_s: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(0.05)
+
+
+async def entries(redis: Redis, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Every entry of ``stream`` (typed: redis-py's own annotations are too wide for tests)."""
+    found: Any = await redis.xrange(stream)
+    return [(i, dict(f)) for i, f in found]
+
+
+async def events(redis: Redis, settings: Settings) -> list[Event]:
+    """Every event appended so far."""
+    return [Event.from_fields(f) for _, f in await entries(redis, settings.events_stream)]
+
+
+async def one_row(pool: asyncpg.Pool[Any], query: str) -> asyncpg.Record:
+    """The single row ``query`` returns (fails the test when there is none)."""
+    row = await pool.fetchrow(query)
+    assert row is not None, query
+    return row

@@ -6,6 +6,7 @@ import asyncio
 import statistics
 import time
 
+from pipeline.helpers import entries
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
@@ -20,9 +21,9 @@ async def test_fifo_and_fields(redis: Redis, settings: Settings) -> None:
     for i in range(250):
         await redis.lpush(settings.legacy_list, f"job-{i}")
     assert await _bridge(redis, settings).drain() == 250
-    entries = await redis.xrange(settings.jobs_stream)
-    assert [f[b"payload"] for _, f in entries] == [f"job-{i}".encode() for i in range(250)]
-    fields = entries[0][1]
+    found = await entries(redis, settings.jobs_stream)
+    assert [f[b"payload"] for _, f in found] == [f"job-{i}".encode() for i in range(250)]
+    fields = found[0][1]
     assert fields[b"source"] == b"legacy"
     assert fields[b"v"] == b"1"
     assert abs(int(fields[b"received_ms"]) - time.time() * 1000) < 60_000
@@ -35,7 +36,7 @@ async def test_concurrent_bridges_neither_lose_nor_double(redis: Redis, settings
     bridges = [_bridge(redis, settings, batch=7) for _ in range(4)]
     moved = await asyncio.gather(*(b.drain() for b in bridges))
     assert sum(moved) == 2000
-    payloads = [f[b"payload"] for _, f in await redis.xrange(settings.jobs_stream)]
+    payloads = [f[b"payload"] for _, f in await entries(redis, settings.jobs_stream)]
     assert sorted(payloads) == sorted(jobs)
 
 

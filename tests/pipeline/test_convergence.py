@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from helpers import add_listings, assert_converged, push
+from pipeline.helpers import add_listings, assert_converged, push
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings

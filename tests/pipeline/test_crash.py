@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import add_listings, assert_converged, push, wait_until
+from pipeline.helpers import add_listings, assert_converged, push, wait_until
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -25,7 +25,10 @@ HERE = Path(__file__).parent
 
 
 def _env(settings: Settings, consumer: str, delay: float) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", ""), "TEST_EMBED_DELAY_S": str(delay), "LOG_LEVEL": "WARNING"}
+    env = {
+        "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(HERE.parent),
+        "TEST_EMBED_DELAY_S": str(delay), "LOG_LEVEL": "WARNING",
+    }  # fmt: skip
     for name, raw in settings:
         if raw is None:
             continue
@@ -71,7 +74,7 @@ async def test_sigkill_mid_batch_then_second_worker_reclaims(
     async def finished() -> bool:
         open_jobs = await pool.fetchval("SELECT count(*) FROM index_jobs WHERE status <> 'completed'")
         info = await redis.xpending(settings.batch_stream, "indexer")
-        return open_jobs == 0 and info["pending"] == 0
+        return bool(open_jobs == 0 and info["pending"] == 0)
 
     try:
         await wait_until(finished, timeout_s=60)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from helpers import HookedEmbedder, add_listings, assert_converged, fail_times, push
+from pipeline.helpers import (
+    HookedEmbedder,
+    add_listings,
+    assert_converged,
+    entries,
+    fail_times,
+    one_row,
+    push,
+)
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
@@ -30,7 +38,7 @@ async def test_transient_failure_is_retried_after_idle_time(
     report = await pipeline.drain()
     assert report.reclaimed == 2
     await assert_converged(pool, store, settings)
-    row = await pool.fetchrow("SELECT status, deliveries FROM index_job_batches")
+    row = await one_row(pool, "SELECT status, deliveries FROM index_job_batches")
     assert row["status"] == "done"
     assert row["deliveries"] == 3
     assert await pool.fetchval("SELECT count(*) FROM failed_operations") == 0
@@ -46,7 +54,7 @@ async def test_entry_delivered_too_often_is_dead_lettered(
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3]})
     await pipeline.drain()
     assert len(broken.calls) == 2  # the first delivery and one redelivery, then the dead letter
-    dead = await redis.xrange(settings.dead_letter_stream)
+    dead = await entries(redis, settings.dead_letter_stream)
     assert len(dead) == 1
     assert dead[0][1][b"dl_reason"] == b"max_deliveries"
     assert b"TransientError" in dead[0][1][b"dl_error"]

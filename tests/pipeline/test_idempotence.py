@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from helpers import HookedEmbedder, add_listings, assert_converged, push
+from pipeline.helpers import HookedEmbedder, add_listings, assert_converged, one_row, push
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
@@ -91,9 +91,9 @@ async def test_two_workers_racing_leave_the_newer_version(
     b_done.set()
     await task_a
 
-    row = await pool.fetchrow("SELECT * FROM products WHERE id = 1")
+    row = await one_row(pool, "SELECT * FROM products WHERE id = 1")
     held = await store.get([1])
     assert held[1].text_hash == text_hash(build_text(dict(row), settings.text_template))
     assert row["is_conversion"] is True
-    state = await pool.fetchrow("SELECT text_hash FROM index_state WHERE product_id = 1")
+    state = await one_row(pool, "SELECT text_hash FROM index_state WHERE product_id = 1")
     assert state["text_hash"] == held[1].text_hash

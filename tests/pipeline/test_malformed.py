@@ -7,14 +7,14 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import add_listings, assert_converged, push
+from pipeline.helpers import add_listings, assert_converged, entries, events, push
 from redis.asyncio import Redis
 
 from finally_indexer.core.constants import MAX_IDS_PER_JOB
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.roles import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
-from finally_indexer.schemas.messages import Event, EventType
+from finally_indexer.schemas.messages import EventType
 
 MALFORMED: list[tuple[bytes, str]] = [
     (b"{not json", "bad_json"),
@@ -46,7 +46,7 @@ async def test_malformed_jobs_are_dead_lettered_and_valid_ones_processed(
 
     await pipeline.drain()
 
-    dead = await redis.xrange(settings.dead_letter_stream)
+    dead = await entries(redis, settings.dead_letter_stream)
     assert [(f[b"payload"], f[b"dl_reason"].decode()) for _, f in dead] == MALFORMED
     assert all(f[b"dl_error"] and f[b"dl_origin_stream"] == settings.jobs_stream.encode() for _, f in dead)
     rows = await pool.fetch(
@@ -54,8 +54,8 @@ async def test_malformed_jobs_are_dead_lettered_and_valid_ones_processed(
     )
     assert [(bytes(r["payload"]), r["reason"]) for r in rows] == MALFORMED
     assert all(r["error_message"] and r["entry_id"] for r in rows)
-    events = [Event.from_fields(f) for _, f in await redis.xrange(settings.events_stream)]
-    assert sum(e.type is EventType.JOB_MALFORMED for e in events) == len(MALFORMED)
+    found = await events(redis, settings)
+    assert sum(e.type is EventType.JOB_MALFORMED for e in found) == len(MALFORMED)
     await assert_converged(pool, store, settings)
     assert (await redis.xpending(settings.jobs_stream, "planner"))["pending"] == 0
 

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 from fakes.openai_server import FakeOpenAI
-from helpers import add_listings, expected_index, push, stored_index
+from pipeline.helpers import add_listings, events, expected_index, one_row, push, stored_index
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -17,7 +17,7 @@ from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedders.openai import OpenAIEmbedder, RetryPolicy
 from finally_indexer.processor.roles import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
-from finally_indexer.schemas.messages import Event, EventType
+from finally_indexer.schemas.messages import EventType
 
 
 @pytest.fixture
@@ -70,11 +70,11 @@ async def test_rejected_input_fails_only_that_listing(
     assert await stored_index(store) == expected
     flags = dict(await pool.fetch("SELECT id, is_conversion FROM products"))
     assert [i for i, flag in flags.items() if not flag] == [5]
-    failure = await pool.fetchrow("SELECT product_id, reason, error_message FROM failed_operations")
+    failure = await one_row(pool, "SELECT product_id, reason, error_message FROM failed_operations")
     assert failure["product_id"] == 5
     assert failure["reason"] == "embedding_input_rejected"
-    events = [Event.from_fields(f) for _, f in await redis.xrange(settings.events_stream)]
-    assert [e.product_ids for e in events if e.type is EventType.ITEM_FAILED] == [[5]]
+    found = await events(redis, settings)
+    assert [e.product_ids for e in found if e.type is EventType.ITEM_FAILED] == [[5]]
     assert await pool.fetchval("SELECT status FROM index_jobs") == "completed"
 
     # Fixed at the source, a re-sync succeeds and resolves the failure.

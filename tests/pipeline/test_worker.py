@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import asyncpg
-from helpers import (
+from pipeline.helpers import (
     HookedEmbedder,
     add_listings,
     assert_converged,

@@ -11,7 +11,7 @@ import os
 import signal
 from collections.abc import Sequence
 
-from helpers import HookedEmbedder
+from pipeline.helpers import HookedEmbedder
 
 from finally_indexer.core.settings import load_settings
 from finally_indexer.processor.embedders.factory import build_embedder
