@@ -46,15 +46,16 @@ if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; the
     exit 1
 fi
 
-# Reinstall when the package is not importable or pyproject.toml changed since the last install:
-# strict editable mode maps files one by one, so a new module needs a reinstall too.
-stamp=.venv/.finally-indexer-installed
-sources=$(find core processor http schemas db devenv -name '*.py' -newer "$stamp" 2>/dev/null | head -1 || true)
-if [[ ! -f $stamp || pyproject.toml -nt $stamp || -n $sources ]] ||
+# Reinstall when the package is not importable, pyproject.toml changed, or files were added or
+# removed: strict editable mode links files one by one, so a new module needs a reinstall.
+stamp=.venv/.finally-indexer-files
+files=$( (cat pyproject.toml; find core processor http schemas db devenv -type f \
+    ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort) | cksum)
+if [[ ! -f $stamp || $(cat "$stamp") != "$files" ]] ||
     ! .venv/bin/python -c 'import finally_indexer.core.cli' 2>/dev/null; then
     say "installing finally-indexer (editable) with its dev dependencies"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check \
         -e '.[dev]' --config-settings editable_mode=strict
-    touch "$stamp"
+    echo "$files" >"$stamp"
 fi
 say "ready"
