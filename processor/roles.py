@@ -277,14 +277,17 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event) -> None:
 async def run_all(settings: Settings, *, stop: asyncio.Event) -> None:
     """Bridge, worker and the HTTP API in one process until ``stop``."""
     try:
+        from finally_indexer.http.deps import AppDeps  # noqa: PLC0415
         from finally_indexer.http.server import serve_api  # noqa: PLC0415
     except ImportError as exc:
         raise RuntimeError(f"run_all needs the HTTP API (finally_indexer.http.server): {exc}") from exc
     pipeline = await Pipeline.open(settings)
+    # The API shares the pipeline's connections: an in-process store (edge, local path) has one opener.
+    deps = AppDeps(pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store)
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(pipeline.bridge.run(stop))
             tasks.create_task(serve_worker(pipeline, stop=stop))
-            tasks.create_task(serve_api(settings, stop=stop))
+            tasks.create_task(serve_api(settings, stop=stop, deps=deps))
     finally:
         await pipeline.aclose()
