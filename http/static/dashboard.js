@@ -76,9 +76,8 @@
 
   function polyline(svg, values, max, color, w, h) {
     if (values.length < 2) return;
-    const step = w / (HISTORY - 1);
-    const x0 = w - step * (values.length - 1);
-    const pts = values.map((v, i) => `${(x0 + i * step).toFixed(1)},${(h - 8 - (v / max) * (h - 24)).toFixed(1)}`);
+    const step = w / (values.length - 1); // the samples so far span the whole width
+    const pts = values.map((v, i) => `${(i * step).toFixed(1)},${(h - 8 - (v / max) * (h - 24)).toFixed(1)}`);
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
     line.setAttribute("points", pts.join(" "));
     line.setAttribute("fill", "none");

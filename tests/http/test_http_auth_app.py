@@ -11,7 +11,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.http import auth
 from finally_indexer.http.app import create_app
 
 API_KEY = "test-key-0123456789"  # the same as conftest.keyed_settings
@@ -44,7 +43,7 @@ async def test_the_key_is_compared_in_constant_time(
         calls.append((a, b))
         return original(a, b)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr("finally_indexer.http.auth.hmac.compare_digest", spy)
     await keyed_client.post("/sync", json={}, headers={"X-API-Key": "nope"})
     assert calls == [(b"nope", API_KEY.encode())]
 

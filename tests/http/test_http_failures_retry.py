@@ -103,7 +103,8 @@ async def test_retry_requeues_listings_by_operation_and_replays_raw_jobs(
     assert body["replayed_payloads"] == 2
     assert len(body["job_ids"]) == 2  # one job for the updates, one for the delete
 
-    entries = [JobEntry.from_fields(f) for _, f in await redis.xrange(settings.jobs_stream)]
+    raw_entries: Any = await redis.xrange(settings.jobs_stream)
+    entries = [JobEntry.from_fields(f) for _, f in raw_entries]
     assert all(e.source is JobSource.RETRY for e in entries)
     jobs = [json.loads(e.payload) for e in entries if e.payload.startswith(b'{"v"')]
     assert sorted((j["operation"], j["product_ids"]) for j in jobs) == [

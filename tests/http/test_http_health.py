@@ -7,7 +7,7 @@ import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -34,7 +34,7 @@ def _closed_port() -> int:
 
 
 async def _health(deps: AppDeps, settings: Settings) -> httpx.Response:
-    transport = httpx.ASGITransport(app=create_app(settings, deps=deps))
+    transport = httpx.ASGITransport(app=cast("Any", create_app(settings, deps=deps)))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         return await c.get("/health")
 
@@ -53,7 +53,7 @@ async def test_liveness_calls_no_dependency(
     settings: Settings, pool: asyncpg.Pool[Any], deps: AppDeps
 ) -> None:
     dead = AppDeps(pool=pool, redis=aioredis.Redis(port=_closed_port()), store=deps.store)
-    transport = httpx.ASGITransport(app=create_app(settings, deps=dead))
+    transport = httpx.ASGITransport(app=cast("Any", create_app(settings, deps=dead)))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         res = await c.get("/health/live")
     await dead.redis.aclose()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import httpx
 import redis.asyncio as aioredis
-from http_scenario import build
 from prometheus_client.parser import text_string_to_metric_families
 
 from finally_indexer.core import constants as c
@@ -16,9 +14,8 @@ from finally_indexer.http.streams import stream_stats
 
 
 async def test_status_projects_queues_listings_jobs_and_failures(
-    client: httpx.AsyncClient, pool: asyncpg.Pool[Any], redis: aioredis.Redis, settings: Settings
+    client: httpx.AsyncClient, scenario: Any, settings: Settings
 ) -> None:
-    scenario = await build(pool, redis, settings)
 
     res = await client.get("/status")
 
@@ -70,9 +67,8 @@ async def test_status_of_an_empty_system(client: httpx.AsyncClient) -> None:
 
 
 async def test_throughput_reads_only_new_events(
-    client: httpx.AsyncClient, pool: asyncpg.Pool[Any], redis: aioredis.Redis, settings: Settings
+    client: httpx.AsyncClient, scenario: Any, settings: Settings
 ) -> None:
-    await build(pool, redis, settings)
     first = (await client.get("/status")).json()["throughput"]["per_minute"]
     second = (await client.get("/status")).json()["throughput"]["per_minute"]
     assert sum(m["batches"] for m in first) == sum(m["batches"] for m in second) == 3
@@ -94,9 +90,8 @@ async def test_lag_falls_back_when_redis_cannot_tell(redis: aioredis.Redis, sett
 
 
 async def test_metrics_expose_the_projection_gauges(
-    client: httpx.AsyncClient, pool: asyncpg.Pool[Any], redis: aioredis.Redis, settings: Settings
+    client: httpx.AsyncClient, scenario: Any, settings: Settings
 ) -> None:
-    await build(pool, redis, settings)
 
     res = await client.get("/metrics")
 

@@ -31,7 +31,8 @@ async def test_sync_all_answers_202_and_queues_a_legacy_shaped_job(
     assert body["status"] == "pending"
     assert res.headers["location"] == f"/jobs/{job_id}" == body["links"]["self"]
 
-    [(entry_id, fields)] = await redis.xrange(settings.jobs_stream)
+    entries: Any = await redis.xrange(settings.jobs_stream)
+    [(entry_id, fields)] = entries
     entry = JobEntry.from_fields(fields)
     assert entry.source is JobSource.API
     payload = json.loads(entry.payload)
@@ -45,7 +46,7 @@ async def test_sync_all_answers_202_and_queues_a_legacy_shaped_job(
     }
     assert parse_legacy_job(entry.payload).is_all  # the planner reads it like any legacy job
 
-    row = await pool.fetchrow(
+    row: Any = await pool.fetchrow(
         "SELECT status, source, scope, stream_entry_id FROM index_jobs WHERE job_id = $1", job_id
     )
     assert dict(row) == {
@@ -59,7 +60,7 @@ async def test_sync_all_answers_202_and_queues_a_legacy_shaped_job(
 async def test_sync_ids_records_the_ids_and_scope_ids(client: Client, pool: asyncpg.Pool[Any]) -> None:
     res = await client.post("/sync", json={"product_ids": [5, 3, 5], "operation": "update", "force": True})
     assert res.status_code == 202
-    row = await pool.fetchrow("SELECT * FROM index_jobs WHERE job_id = $1", res.json()["job_id"])
+    row: Any = await pool.fetchrow("SELECT * FROM index_jobs WHERE job_id = $1", res.json()["job_id"])
     assert (row["scope"], row["product_ids"], row["operation"], row["force"]) == (
         "ids",
         [5, 3],

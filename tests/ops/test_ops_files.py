@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from finally_indexer.core.metrics import REGISTRY
 
@@ -30,7 +30,7 @@ _SUFFIXES = {
 
 def exported_series() -> set[str]:
     """Every sample name the service can export, derived from the registry."""
-    names = set()
+    names: set[str] = set()
     for family in REGISTRY.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, [""]))
     return names

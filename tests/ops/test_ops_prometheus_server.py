@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 PROMETHEUS = shutil.which("prometheus")
 

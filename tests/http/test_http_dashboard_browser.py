@@ -1,0 +1,88 @@
+"""The dashboard in headless Chromium: it renders the same figures as /status, and a screenshot."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from finally_indexer.core.settings import Settings
+from finally_indexer.http.app import AppDeps, create_app
+from finally_indexer.http.server import bound_port, build_server, start_in_background
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+    "--no-first-run", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
+]
+
+
+@pytest.fixture
+async def served(deps: AppDeps, settings: Settings) -> AsyncIterator[str]:
+    server = build_server(create_app(settings, deps=deps), "127.0.0.1", 0)
+    stop = asyncio.Event()
+    async with asyncio.timeout(10):
+        task = await start_in_background(server, stop)
+    yield f"http://127.0.0.1:{bound_port(server)}"
+    stop.set()
+    await task
+
+
+async def test_dashboard_shows_the_status_figures(served: str, scenario: Any) -> None:
+    from playwright.async_api import async_playwright  # noqa: PLC0415
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{served}/dashboard")
+            await page.wait_for_function("document.body.dataset.rendered !== undefined", timeout=15_000)
+            shown = await page.eval_on_selector_all(
+                "[data-figure]",
+                "nodes => Object.fromEntries(nodes.map(n => [n.dataset.figure, n.dataset.value]))",
+            )
+            await page.wait_for_timeout(2_500)  # a second poll draws the lag chart's first line
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(SCREENSHOT), full_page=True)
+            jobs_text = await page.inner_text("#jobs")
+            errors_text = await page.inner_text("#errors")
+        finally:
+            await browser.close()
+    async with httpx.AsyncClient() as client:
+        status = (await client.get(f"{served}/status")).json()
+
+    assert errors == []
+    batches = status["queues"]["streams"][1]["group"]
+    jobs = status["queues"]["streams"][0]["group"]
+    expected = {
+        "listings.indexed": status["listings"]["indexed"],
+        "listings.total": status["listings"]["total"],
+        "listings.pending": status["listings"]["pending"],
+        "queues.legacy_list_length": status["queues"]["legacy_list_length"],
+        "queues.dead_letter_length": status["queues"]["dead_letter_length"],
+        "jobs.lag": jobs["lag"],
+        "jobs.pending": jobs["pending"],
+        "batches.lag": batches["lag"],
+        "batches.pending": batches["pending"],
+        "batches.consumers_alive": batches["consumers_alive"],
+        "failures_open": status["failures_open"],
+        "failures_last_hour": status["failures_last_hour"],
+    }
+    assert {k: int(shown[k]) for k in expected} == expected
+    assert shown["listings.coverage_pct"] == "60"
+    assert "api-scenario" in jobs_text
+    assert "입력 거부됨" in errors_text  # Korean renders from the page's own text
