@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import asyncpg
 import pytest
 import redis as sync_redis
 
-from finally_indexer.core.settings import Settings
+from finally_indexer.core.cli import MissingComponentError, _require, build_parser, cmd_up
+from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.devenv._process import ServerError, find_binary
 from finally_indexer.devenv.redis import RedisServer
 from finally_indexer.devenv.servers import dev_servers
@@ -78,3 +80,29 @@ def test_test_servers_live_under_var(redis_url: str, postgres_dsn: str) -> None:
     assert len(folders) == 1
     assert redis_url.startswith("redis://127.0.0.1:")
     assert postgres_dsn.startswith("postgresql://postgres@127.0.0.1:")
+
+
+def test_a_missing_component_is_named_not_a_traceback() -> None:
+    with pytest.raises(
+        MissingComponentError, match=r"finally_indexer\.processor\.nope\.run_all is not available"
+    ):
+        _require("processor.nope", "run_all")
+
+
+def _pid_files(folder: Path) -> list[Path]:
+    return [*folder.glob("postgres/data/postmaster.pid"), *folder.glob("redis/redis.pid")]
+
+
+@pytest.mark.slow
+async def test_up_prepares_the_database_runs_the_roles_and_stops_everything(server_dir: Path) -> None:
+    args = build_parser().parse_args(["up", "--data-dir", str(server_dir), "--seed-count", "40"])
+    settings = load_settings(vector_store="local", embedder="hashing", vector_size=64, http_port=0)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(3, stop.set)
+    await asyncio.wait_for(cmd_up(settings, args, stop), 60)
+    assert _pid_files(server_dir) == []
+    async with dev_servers(server_dir) as urls:
+        conn = await asyncpg.connect(urls.postgres_dsn)
+        assert await conn.fetchval("SELECT count(*) FROM products") == 40
+        assert await conn.fetchval("SELECT to_regclass('failed_operations') IS NOT NULL")
+        await conn.close()
