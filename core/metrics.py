@@ -14,10 +14,29 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 NS = "finally_indexer"
 
 # --- flow counters -------------------------------------------------------------------------------
-JOBS_BRIDGED = Counter("jobs_bridged_total", "Legacy jobs moved from the list to the jobs stream.", namespace=NS, registry=REGISTRY)
-JOBS_ACCEPTED = Counter("jobs_accepted_total", "Jobs validated and planned.", ["source", "operation"], namespace=NS, registry=REGISTRY)
-JOBS_MALFORMED = Counter("jobs_malformed_total", "Jobs rejected as malformed, by reason.", ["reason"], namespace=NS, registry=REGISTRY)
-BATCHES_PLANNED = Counter("batches_planned_total", "Batch messages written by the planner.", namespace=NS, registry=REGISTRY)
+JOBS_BRIDGED = Counter(
+    "jobs_bridged_total",
+    "Legacy jobs moved from the list to the jobs stream.",
+    namespace=NS,
+    registry=REGISTRY,
+)
+JOBS_ACCEPTED = Counter(
+    "jobs_accepted_total",
+    "Jobs validated and planned.",
+    ["source", "operation"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+JOBS_MALFORMED = Counter(
+    "jobs_malformed_total",
+    "Jobs rejected as malformed, by reason.",
+    ["reason"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+BATCHES_PLANNED = Counter(
+    "batches_planned_total", "Batch messages written by the planner.", namespace=NS, registry=REGISTRY
+)
 LISTINGS = Counter(
     "listings_total",
     "Listings processed by outcome (indexed, updated, deleted, skipped, failed).",
@@ -25,12 +44,32 @@ LISTINGS = Counter(
     namespace=NS,
     registry=REGISTRY,
 )
-FAILURES = Counter("failures_total", "Failed operations, by reason.", ["reason"], namespace=NS, registry=REGISTRY)
-DEAD_LETTERS = Counter("dead_letters_total", "Entries moved to the dead-letter stream.", ["stream"], namespace=NS, registry=REGISTRY)
-REDELIVERIES = Counter("redeliveries_total", "Pending entries reclaimed from a dead or slow consumer.", ["stream"], namespace=NS, registry=REGISTRY)
+FAILURES = Counter(
+    "failures_total", "Failed operations, by reason.", ["reason"], namespace=NS, registry=REGISTRY
+)
+DEAD_LETTERS = Counter(
+    "dead_letters_total",
+    "Entries moved to the dead-letter stream.",
+    ["stream"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+REDELIVERIES = Counter(
+    "redeliveries_total",
+    "Pending entries reclaimed from a dead or slow consumer.",
+    ["stream"],
+    namespace=NS,
+    registry=REGISTRY,
+)
 
 # --- embeddings ------------------------------------------------------------------------------------
-EMBED_REQUESTS = Counter("embedding_requests_total", "Embedding requests by status (ok, rate_limited, error, rejected).", ["status"], namespace=NS, registry=REGISTRY)
+EMBED_REQUESTS = Counter(
+    "embedding_requests_total",
+    "Embedding requests by status (ok, rate_limited, error, rejected).",
+    ["status"],
+    namespace=NS,
+    registry=REGISTRY,
+)
 EMBED_SECONDS = Histogram(
     "embedding_request_duration_seconds",
     "Latency of one embedding request.",
@@ -38,8 +77,20 @@ EMBED_SECONDS = Histogram(
     namespace=NS,
     registry=REGISTRY,
 )
-EMBED_TOKENS = Counter("embedding_tokens_total", "Tokens sent to the embedding model.", ["model"], namespace=NS, registry=REGISTRY)
-EMBED_COST = Counter("embedding_cost_usd_total", "Estimated embedding spend in US dollars.", ["model"], namespace=NS, registry=REGISTRY)
+EMBED_TOKENS = Counter(
+    "embedding_tokens_total",
+    "Tokens sent to the embedding model.",
+    ["model"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+EMBED_COST = Counter(
+    "embedding_cost_usd_total",
+    "Estimated embedding spend in US dollars.",
+    ["model"],
+    namespace=NS,
+    registry=REGISTRY,
+)
 
 # --- vector store and end to end -------------------------------------------------------------------
 STORE_WRITE_SECONDS = Histogram(
@@ -59,14 +110,57 @@ END_TO_END_SECONDS = Histogram(
 )
 
 # --- projections, refreshed at scrape time ----------------------------------------------------------
-LEGACY_LIST_LENGTH = Gauge("legacy_list_length", "Jobs waiting in the legacy list.", namespace=NS, registry=REGISTRY)
+LEGACY_LIST_LENGTH = Gauge(
+    "legacy_list_length", "Jobs waiting in the legacy list.", namespace=NS, registry=REGISTRY
+)
 STREAM_LENGTH = Gauge("stream_length", "Entries in a stream.", ["stream"], namespace=NS, registry=REGISTRY)
-GROUP_LAG = Gauge("consumer_group_lag", "Entries not yet delivered to a consumer group.", ["stream", "group"], namespace=NS, registry=REGISTRY)
-GROUP_PENDING = Gauge("consumer_group_pending", "Entries delivered but not acknowledged.", ["stream", "group"], namespace=NS, registry=REGISTRY)
-OLDEST_PENDING_AGE = Gauge("oldest_pending_age_seconds", "Idle time of the oldest pending entry.", ["stream", "group"], namespace=NS, registry=REGISTRY)
-CONSUMERS_ALIVE = Gauge("consumers_alive", "Consumers of a group seen active recently.", ["stream", "group"], namespace=NS, registry=REGISTRY)
+GROUP_LAG = Gauge(
+    "consumer_group_lag",
+    "Entries not yet delivered to a consumer group.",
+    ["stream", "group"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+GROUP_PENDING = Gauge(
+    "consumer_group_pending",
+    "Entries delivered but not acknowledged.",
+    ["stream", "group"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+OLDEST_PENDING_AGE = Gauge(
+    "oldest_pending_age_seconds",
+    "Idle time of the oldest pending entry.",
+    ["stream", "group"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+CONSUMERS_ALIVE = Gauge(
+    "consumers_alive",
+    "Consumers of a group seen active recently.",
+    ["stream", "group"],
+    namespace=NS,
+    registry=REGISTRY,
+)
 LISTINGS_TOTAL = Gauge("listings_in_source", "Listings in PostgreSQL.", namespace=NS, registry=REGISTRY)
-LISTINGS_INDEXED = Gauge("listings_indexed", "Listings whose current content is in the collection (is_conversion).", namespace=NS, registry=REGISTRY)
-INDEX_COVERAGE = Gauge("index_coverage_ratio", "Indexed listings divided by listings that should be indexed.", namespace=NS, registry=REGISTRY)
-FRESHNESS = Gauge("index_freshness_seconds", "Age of the oldest listing waiting to be indexed (0 when none).", namespace=NS, registry=REGISTRY)
-FAILURES_OPEN = Gauge("failed_operations_open", "Unresolved rows in failed_operations.", namespace=NS, registry=REGISTRY)
+LISTINGS_INDEXED = Gauge(
+    "listings_indexed",
+    "Listings whose current content is in the collection (is_conversion).",
+    namespace=NS,
+    registry=REGISTRY,
+)
+INDEX_COVERAGE = Gauge(
+    "index_coverage_ratio",
+    "Indexed listings divided by listings that should be indexed.",
+    namespace=NS,
+    registry=REGISTRY,
+)
+FRESHNESS = Gauge(
+    "index_freshness_seconds",
+    "Age of the oldest listing waiting to be indexed (0 when none).",
+    namespace=NS,
+    registry=REGISTRY,
+)
+FAILURES_OPEN = Gauge(
+    "failed_operations_open", "Unresolved rows in failed_operations.", namespace=NS, registry=REGISTRY
+)

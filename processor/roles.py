@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -260,7 +260,8 @@ async def run_bridge(settings: Settings, *, stop: asyncio.Event) -> None:
     """The bridge role: move legacy jobs onto the jobs stream until ``stop``."""
     redis = Redis.from_url(settings.redis_dsn())
     try:
-        await Bridge(redis, list_key=settings.legacy_list, stream_key=settings.jobs_stream).run(stop)
+        async with _metrics_endpoint(settings, with_db=False):
+            await Bridge(redis, list_key=settings.legacy_list, stream_key=settings.jobs_stream).run(stop)
     finally:
         await redis.aclose()
 
@@ -269,9 +270,23 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event) -> None:
     """The worker role: planner + indexer + reclaimers until ``stop``."""
     pipeline = await Pipeline.open(settings)
     try:
-        await serve_worker(pipeline, stop=stop)
+        async with _metrics_endpoint(settings):
+            await serve_worker(pipeline, stop=stop)
     finally:
         await pipeline.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _metrics_endpoint(settings: Settings, *, with_db: bool = True) -> AsyncIterator[None]:
+    """This process's own ``/metrics`` on ``METRICS_PORT`` (none when it is 0): counters are per process."""
+    from finally_indexer.http.metrics import start_metrics_server  # noqa: PLC0415
+
+    server = await start_metrics_server(settings, with_db=with_db)
+    try:
+        yield
+    finally:
+        if server is not None:
+            await server.aclose()
 
 
 async def run_all(settings: Settings, *, stop: asyncio.Event) -> None:

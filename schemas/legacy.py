@@ -82,13 +82,19 @@ def parse_legacy_job(raw: bytes | str) -> LegacyJob:
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise MalformedJob(MalformedReason.NOT_UTF8, f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+            raise MalformedJob(
+                MalformedReason.NOT_UTF8, f"payload is not UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from exc
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise MalformedJob(MalformedReason.BAD_JSON, f"not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        raise MalformedJob(
+            MalformedReason.BAD_JSON, f"not valid JSON: {exc.msg} at position {exc.pos}"
+        ) from exc
     if not isinstance(data, dict):
-        raise MalformedJob(MalformedReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}")
+        raise MalformedJob(
+            MalformedReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(data).__name__}"
+        )
     try:
         return LegacyJob.model_validate(data)
     except ValidationError as exc:

@@ -48,7 +48,12 @@ class JobEntry(BaseModel):
     v: int = SCHEMA_VERSION
 
     def to_fields(self) -> dict[str, bytes | str]:
-        return {"payload": self.payload, "source": self.source.value, "received_ms": str(self.received_ms), "v": str(self.v)}
+        return {
+            "payload": self.payload,
+            "source": self.source.value,
+            "received_ms": str(self.received_ms),
+            "v": str(self.v),
+        }
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> JobEntry:

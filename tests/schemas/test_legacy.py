@@ -30,7 +30,14 @@ def test_the_seed_examples_parse(payload: dict[str, object], operation: Operatio
 
 def test_extra_fields_are_tolerated_and_kept() -> None:
     raw = json.dumps(
-        {"operation": "sync", "product_ids": [5], "v": 2, "job_id": "j-1", "requested_by": "cron", "trace": "x"}
+        {
+            "operation": "sync",
+            "product_ids": [5],
+            "v": 2,
+            "job_id": "j-1",
+            "requested_by": "cron",
+            "trace": "x",
+        }
     )
     job = parse_legacy_job(raw)
     assert (job.v, job.job_id, job.requested_by) == (2, "j-1", "cron")

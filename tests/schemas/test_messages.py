@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -9,7 +11,7 @@ from finally_indexer.schemas.legacy import Operation
 from finally_indexer.schemas.messages import BatchMessage, Event, EventType, JobEntry, JobSource
 
 
-def _as_redis_returns(fields: dict[str, bytes | str]) -> dict[bytes, bytes]:
+def _as_redis_returns(fields: Mapping[str, bytes | str]) -> dict[bytes, bytes]:
     return {k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in fields.items()}
 
 
@@ -26,7 +28,9 @@ def test_job_entry_keeps_raw_payload_bytes(payload: bytes, source: JobSource) ->
     st.booleans(),
 )
 def test_batch_message_round_trip(operation: Operation, ids: list[int], force: bool) -> None:
-    msg = BatchMessage(job_id="job-1", seq=3, operation=operation, product_ids=ids, force=force, received_ms=5)
+    msg = BatchMessage(
+        job_id="job-1", seq=3, operation=operation, product_ids=ids, force=force, received_ms=5
+    )
     assert BatchMessage.from_fields(_as_redis_returns(msg.to_fields())) == msg
 
 
