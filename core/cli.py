@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -118,6 +119,8 @@ async def cmd_up(settings: Settings, args: argparse.Namespace, stop: asyncio.Eve
         await _prepare_dev_database(settings, seed_count=args.seed_count)
         if stop.is_set():
             return
+        if args.initial_sync:
+            await _queue_initial_sync(settings)
         _say(_banner(settings, urls.redis_url, urls.postgres_dsn))
         await _require("processor.roles", "run_all")(settings, stop=stop)
     log.info("dev_servers_stopped")
@@ -147,6 +150,28 @@ async def _prepare_dev_database(settings: Settings, *, seed_count: int) -> None:
             seed_demo = _require("db.seed_demo", "seed_demo")
             inserted = await seed_demo(pool, count=seed_count, seed=42)
             log.info("demo_listings_seeded", n=inserted)
+
+
+async def _queue_initial_sync(settings: Settings) -> None:
+    """LPUSH an incremental sync through the legacy contract, exactly as the scraper would.
+
+    Scope "changed" embeds only listings not yet in the collection with their current content, so
+    a restart after a full load costs no embedding call.
+    """
+    from redis.asyncio import Redis  # noqa: PLC0415
+
+    job = {
+        "operation": "sync",
+        "product_ids": "all",
+        "scope": "changed",
+        "requested_by": "finally-indexer up",
+    }
+    redis = Redis.from_url(settings.redis_dsn())
+    try:
+        await redis.lpush(settings.legacy_list, json.dumps(job))
+    finally:
+        await redis.aclose()
+    log.info("initial_sync_queued", list=settings.legacy_list, scope="changed")
 
 
 def _banner(settings: Settings, redis_url: str, postgres_dsn: str) -> str:
@@ -196,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEMO_LISTINGS,
         help=f"demo listings to insert when products is empty (default {DEMO_LISTINGS}; 0 = none)",
+    )
+    up.add_argument(
+        "--no-initial-sync",
+        dest="initial_sync",
+        action="store_false",
+        help="do not queue the start-up sync of listings that are not indexed yet",
     )
     add("api", cmd_api, "serve the control API, dashboard and /metrics")
     add("worker", cmd_worker, "run a worker: planner, indexer, reclaimers")
