@@ -9,6 +9,7 @@ pairs PostgreSQL says it should, and ``is_conversion`` must agree.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -99,7 +100,7 @@ async def _expected(dsn: str) -> tuple[dict[int, str], int]:
     return {int(r["id"]): text_hash(build_text(dict(r), DEFAULT_TEXT_TEMPLATE)) for r in rows}, int(unflagged)
 
 
-async def test_seed_jobs_pushed_with_lpush_converge(server_dir: Path) -> None:
+def test_seed_jobs_pushed_with_lpush_converge(server_dir: Path) -> None:
     redis_port, pg_port, http_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "VECTOR_STORE", "EMBEDDER"}}
     env |= {"HTTP_PORT": str(http_port), "LOG_FORMAT": "json"}
@@ -107,9 +108,9 @@ async def test_seed_jobs_pushed_with_lpush_converge(server_dir: Path) -> None:
     args += ["--redis-port", str(redis_port), "--postgres-port", str(pg_port)]
     log_path = server_dir / "up.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([_cli(), *args], env=env, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen([_cli(), *args], env=env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
-            await _drive(proc, http_port, redis_port, pg_port)
+            _drive(proc, http_port, redis_port, pg_port)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -117,21 +118,27 @@ async def test_seed_jobs_pushed_with_lpush_converge(server_dir: Path) -> None:
     assert proc.returncode == 0, log_path.read_text()[-3000:]
 
     # Everything is stopped and on disk; reopen it as an auditor would.
-    async with dev_servers(server_dir, redis_port=redis_port, postgres_port=pg_port) as urls:
-        expected, unflagged = await _expected(urls.postgres_dsn)
-    settings = load_settings(qdrant_path=server_dir / "qdrant")
-    store = QdrantEdgeStore.from_settings(settings)
-    try:
-        stored = {x.product_id: x.text_hash async for x in store.scan()}
-    finally:
-        await store.aclose()
+    expected, unflagged, stored = asyncio.run(_audit(server_dir, redis_port, pg_port))
     assert 77 not in stored
     assert len(expected) == SEED_COUNT  # 300 seeded, one inserted, one deleted
     assert stored == expected
     assert unflagged == 0
 
 
-async def _drive(proc: subprocess.Popen[bytes], http_port: int, redis_port: int, pg_port: int) -> None:
+async def _audit(
+    server_dir: Path, redis_port: int, pg_port: int
+) -> tuple[dict[int, str], int, dict[int, str]]:
+    async with dev_servers(server_dir, redis_port=redis_port, postgres_port=pg_port) as urls:
+        expected, unflagged = await _expected(urls.postgres_dsn)
+    store = QdrantEdgeStore.from_settings(load_settings(qdrant_path=server_dir / "qdrant"))
+    try:
+        stored = {x.product_id: x.text_hash async for x in store.scan()}
+    finally:
+        await store.aclose()
+    return expected, unflagged, stored
+
+
+def _drive(proc: subprocess.Popen[bytes], http_port: int, redis_port: int, pg_port: int) -> None:
     api = f"http://127.0.0.1:{http_port}"
     _wait_for(lambda: httpx.get(f"{api}/health", timeout=5).status_code == 200, START_TIMEOUT_S, "/health")
     # ``up`` queued the start-up sync itself: the demo listings get indexed with no action of ours.
@@ -139,7 +146,7 @@ async def _drive(proc: subprocess.Popen[bytes], http_port: int, redis_port: int,
     assert first["listings"]["indexed"] == SEED_COUNT
 
     dsn = f"postgresql://postgres@127.0.0.1:{pg_port}/finally"
-    ids = await _scraper_changes(dsn)
+    ids = asyncio.run(_scraper_changes(dsn))
     r = redis.Redis(port=redis_port)
     try:
         r.lpush("indexing_jobs", json.dumps({"operation": "sync", "product_ids": [1, 2, 3]}))
