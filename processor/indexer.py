@@ -26,7 +26,7 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
-from finally_indexer.core.metrics import END_TO_END_SECONDS, FAILURES, LISTINGS, STORE_WRITE_SECONDS
+from finally_indexer.core.metrics import END_TO_END_SECONDS, FAILURES, LISTINGS
 from finally_indexer.db import failures, jobs, products, state
 from finally_indexer.db.failures import Failure
 from finally_indexer.db.jobs import BatchCounts
@@ -35,7 +35,7 @@ from finally_indexer.processor.deadletter import DeadLetters, StreamEntry
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
 from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
-from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
+from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, VectorStore
 from finally_indexer.schemas.legacy import Operation
 from finally_indexer.schemas.messages import BatchMessage, Event, EventType
 
@@ -65,6 +65,7 @@ class _Outcome:
 
     written: list[_Listing] = field(default_factory=list)  # embedded and upserted
     skipped: list[_Listing] = field(default_factory=list)  # unchanged, no embedding call
+    refreshed: list[_Listing] = field(default_factory=list)  # skipped, but the row moved on: new payload
     deleted: list[int] = field(default_factory=list)
     rejected: dict[int, str] = field(default_factory=dict)  # product id -> the model's reason
     new_ids: set[int] = field(default_factory=set)  # written listings that were not stored before
@@ -129,6 +130,7 @@ class Indexer:
         todo = await self._split_unchanged(listings, outcome, force=batch.force)
         if todo:
             await self._embed_and_upsert(todo, outcome)
+        await self._refresh_payloads(outcome.refreshed)
         await self._delete_points(outcome.deleted)
         return outcome
 
@@ -154,6 +156,8 @@ class Indexer:
                 and models.get(x.product_id) == self._embedder.model
             )
             (outcome.skipped if unchanged and not force else todo).append(x)
+            if unchanged and not force and held is not None and held.version < x.version:
+                outcome.refreshed.append(x)
             if held is None:
                 outcome.new_ids.add(x.product_id)
         return todo
@@ -168,8 +172,22 @@ class Indexer:
             points.append(self._point(x, vector))
             outcome.written.append(x)
         if points:
-            with STORE_WRITE_SECONDS.labels(op="upsert").time():
-                await self._store.upsert(points)
+            await self._store.upsert(points)
+
+    async def _refresh_payloads(self, listings: list[_Listing]) -> None:
+        """Same text, newer row: move the stored version (and payload) forward without embedding.
+
+        Without this, an older write still in flight (a slow worker holding a previous version of
+        a row whose text then changed back) could replace the point after we flagged the row.
+        """
+        if listings:
+            updates = [
+                PayloadUpdate(
+                    x.product_id, x.version, x.hash, payload_for(x.row) | {"model": self._embedder.model}
+                )
+                for x in listings
+            ]
+            await self._store.update_payloads(updates)
 
     def _point(self, x: _Listing, vector: list[float]) -> ListingPoint:
         payload = payload_for(x.row) | {"model": self._embedder.model}
@@ -179,8 +197,7 @@ class Indexer:
 
     async def _delete_points(self, ids: list[int]) -> None:
         if ids:
-            with STORE_WRITE_SECONDS.labels(op="delete").time():
-                await self._store.delete(ids)
+            await self._store.delete(ids)
 
     async def _commit(
         self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, deliveries: int

@@ -23,6 +23,21 @@ class ListingPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class PayloadUpdate:
+    """A new payload and version for a stored point whose vector stays valid (same text hash).
+
+    Used when a row changed without changing its embedded text (price format aside, e.g. a new
+    ``img_url`` or only ``updated_at``): no embedding call, but the stored version moves forward so
+    that an older write still in flight can no longer replace the point.
+    """
+
+    product_id: int
+    version: int
+    text_hash: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class StoredListing:
     """What the store holds for one listing (for audits and convergence checks)."""
 
@@ -50,6 +65,10 @@ class VectorStore(Protocol):
 
     async def upsert(self, points: Sequence[ListingPoint]) -> None:
         """Insert or replace points; a stored point with a newer ``version`` is left untouched."""
+        ...
+
+    async def update_payloads(self, updates: Sequence[PayloadUpdate]) -> None:
+        """Replace the payload (keeping the vector) of stored points whose version is not newer."""
         ...
 
     async def delete(self, product_ids: Sequence[int], *, max_version: int | None = None) -> None:

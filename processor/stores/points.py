@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from finally_indexer.processor.vectorstore import ListingPoint, StoredListing
+from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, StoredListing
 
 __all__ = ["PRODUCT_ID_KEY", "SCROLL_PAGE", "TEXT_HASH_KEY", "VERSION_KEY", "point_payload", "stored_listing"]
 
@@ -24,7 +24,7 @@ PRODUCT_ID_KEY = "product_id"
 SCROLL_PAGE = 1_000
 
 
-def point_payload(point: ListingPoint) -> dict[str, Any]:
+def point_payload(point: ListingPoint | PayloadUpdate) -> dict[str, Any]:
     """The payload stored with a point: the caller's fields plus id, version and text hash."""
     return {
         **point.payload,

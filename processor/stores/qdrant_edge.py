@@ -27,7 +27,7 @@ from finally_indexer.core import metrics
 from finally_indexer.core.errors import ConfigurationError, DependencyUnavailable, PermanentError
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.stores.points import SCROLL_PAGE, VERSION_KEY, point_payload, stored_listing
-from finally_indexer.processor.vectorstore import ListingPoint, SearchHit, StoredListing
+from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, SearchHit, StoredListing
 
 __all__ = ["QdrantEdgeStore"]
 
@@ -131,6 +131,24 @@ class QdrantEdgeStore:
         started = time.perf_counter()
         await self._run("upsert", lambda shard: shard.update(operation))
         metrics.STORE_WRITE_SECONDS.labels(op="upsert").observe(time.perf_counter() - started)
+
+    async def update_payloads(self, updates: Sequence[PayloadUpdate]) -> None:
+        if not updates:
+            return
+        operations = [
+            qe.UpdateOperation.set_payload_by_filter(
+                qe.Filter(must=[qe.HasIdCondition({u.product_id}), _version_le(u.version)]), point_payload(u)
+            )
+            for u in updates
+        ]
+
+        def apply(shard: Any) -> None:
+            for operation in operations:
+                shard.update(operation)
+
+        started = time.perf_counter()
+        await self._run("set_payload", apply)
+        metrics.STORE_WRITE_SECONDS.labels(op="set_payload").observe(time.perf_counter() - started)
 
     async def delete(self, product_ids: Sequence[int], *, max_version: int | None = None) -> None:
         if not product_ids:

@@ -38,7 +38,7 @@ from finally_indexer.processor.stores.points import (
     point_payload,
     stored_listing,
 )
-from finally_indexer.processor.vectorstore import ListingPoint, SearchHit, StoredListing
+from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, SearchHit, StoredListing
 
 __all__ = ["MEMORY", "QdrantServerStore"]
 
@@ -155,6 +155,23 @@ class QdrantServerStore:
                 self._collection, points=structs, wait=True, update_filter=stale_write_filter(points)
             )
         metrics.STORE_WRITE_SECONDS.labels(op="upsert").observe(time.perf_counter() - started)
+
+    async def update_payloads(self, updates: Sequence[PayloadUpdate]) -> None:
+        if not updates:
+            return
+        operations = [
+            m.SetPayloadOperation(
+                set_payload=m.SetPayload(
+                    payload=point_payload(u),
+                    filter=m.Filter(must=[m.HasIdCondition(has_id=[u.product_id]), _version_le(u.version)]),
+                )
+            )
+            for u in updates
+        ]
+        started = time.perf_counter()
+        with _classified("set_payload"):
+            await self._client.batch_update_points(self._collection, update_operations=operations, wait=True)
+        metrics.STORE_WRITE_SECONDS.labels(op="set_payload").observe(time.perf_counter() - started)
 
     async def delete(self, product_ids: Sequence[int], *, max_version: int | None = None) -> None:
         if not product_ids:

@@ -97,3 +97,40 @@ async def test_two_workers_racing_leave_the_newer_version(
     assert row["is_conversion"] is True
     state = await one_row(pool, "SELECT text_hash FROM index_state WHERE product_id = 1")
     assert state["text_hash"] == held[1].text_hash
+
+
+async def test_text_changed_back_while_a_slow_worker_holds_the_middle_version(
+    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+) -> None:
+    """A→B→A: B's slow write must not land over A once A (same text as stored) has been confirmed."""
+    await add_listings(pool, 1, 1)
+    first = await _open(settings, redis, pool, store, embedder)
+    entry = StreamEntry(settings.batch_stream, "0-1", {k.encode(): v.encode() for k, v in BatchMessage(
+        job_id="aba", seq=0, operation=Operation.SYNC, product_ids=[1]).to_fields().items()})  # fmt: skip
+    await first.indexer.handle(entry)  # text A stored
+    original = await one_row(pool, "SELECT content FROM products WHERE id = 1")
+
+    slow_read, fast_done = asyncio.Event(), asyncio.Event()
+
+    async def hold(_: Sequence[str]) -> None:
+        slow_read.set()
+        await fast_done.wait()
+
+    slow = await _open(settings, redis, pool, store, HookedEmbedder(embedder, hold))
+    await pool.execute(
+        "UPDATE products SET content = 'B 버전', updated_at = now() + interval '1 second' WHERE id = 1"
+    )
+    task = asyncio.create_task(slow.indexer.handle(entry))  # reads B, then waits inside embedding
+    await slow_read.wait()
+    await pool.execute(
+        "UPDATE products SET content = $1, updated_at = now() + interval '2 seconds' WHERE id = 1",
+        original["content"],
+    )
+    await first.indexer.handle(entry)  # reads A again: same text as stored, no embedding call
+    fast_done.set()
+    await task
+
+    row = await one_row(pool, "SELECT * FROM products WHERE id = 1")
+    held = await store.get([1])
+    assert held[1].text_hash == text_hash(build_text(dict(row), settings.text_template))
+    assert row["is_conversion"] is True

@@ -15,7 +15,7 @@ from finally_indexer.core.settings import Settings, VectorStoreKind
 from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.stores.qdrant_edge import QdrantEdgeStore
 from finally_indexer.processor.stores.qdrant_server import QdrantServerStore
-from finally_indexer.processor.vectorstore import ListingPoint, StoredListing, VectorStore
+from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, StoredListing, VectorStore
 
 SIZE = 64
 
@@ -107,6 +107,28 @@ class StoreContract:
             2: StoredListing(2, 900, "newer"),
             3: StoredListing(3, 1, "new"),
         }
+
+    async def test_update_payloads_moves_version_forward_and_keeps_the_vector(
+        self, store: VectorStore
+    ) -> None:
+        await store.upsert([point(1, 10), point(2, 50)])
+        await store.update_payloads(
+            [
+                PayloadUpdate(1, 20, "h1-v10", {"title": "new title", "price": 5}),
+                PayloadUpdate(2, 40, "h2-v50", {"title": "older"}),  # stale: point 2 is at version 50
+                PayloadUpdate(3, 99, "h3", {"title": "absent"}),  # never creates a point
+            ]
+        )
+        assert await store.get([1, 2, 3]) == {
+            1: StoredListing(1, 20, "h1-v10"),
+            2: StoredListing(2, 50, "h2-v50"),
+        }
+        hits = await store.search(vec(1), limit=1)
+        assert hits[0].product_id == 1
+        assert hits[0].payload["title"] == "new title"
+        # now an in-flight write of the old version (10) can no longer replace the point
+        await store.upsert([point(1, 15, seed=7)])
+        assert (await store.get([1]))[1].version == 20
 
     async def test_delete(self, store: VectorStore) -> None:
         await store.upsert([point(i, 10) for i in range(1, 5)])
