@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(c.DEFAULT_MAX_DELIVERIES, ge=1)
     worker_concurrency: int = Field(2, ge=1, le=64)
     consumer_name: str | None = None
+    stream_retention_s: int = Field(86_400, ge=0)
 
     # HTTP
     http_host: str = "127.0.0.1"

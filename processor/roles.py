@@ -27,6 +27,7 @@ from finally_indexer.processor.broker import build_broker, consumer_name, ensure
 from finally_indexer.processor.deadletter import DeadLetters, StreamEntry
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
+from finally_indexer.processor.housekeeping import run_housekeeping
 from finally_indexer.processor.indexer import Indexer
 from finally_indexer.processor.planner import Planner
 from finally_indexer.processor.reclaim import LastErrors, Redelivery, claim_idle
@@ -247,9 +248,10 @@ async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
     """Run the planner, indexer and reclaimers until ``stop``; in-flight work finishes or is released."""
     broker = pipeline.broker()
     await broker.start()
-    log.info("worker_started", consumer=consumer_name(pipeline.settings))
+    consumer = consumer_name(pipeline.settings)
+    log.info("worker_started", consumer=consumer)
     try:
-        await stop.wait()
+        await run_housekeeping(pipeline.redis, pipeline.settings, consumer=consumer, stop=stop)
     finally:
         # Stops reading, waits up to SHUTDOWN_GRACE_S for handlers, cancels the rest (left pending).
         await broker.stop()

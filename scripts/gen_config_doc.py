@@ -44,6 +44,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Streams and processing": (
         "legacy_list", "jobs_stream", "batch_stream", "events_stream", "dead_letter_stream",
         "batch_size", "reclaim_idle_ms", "max_deliveries", "worker_concurrency", "consumer_name",
+        "stream_retention_s",
     ),
     "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
     "Logging": ("log_level", "log_format"),
@@ -88,6 +89,10 @@ MEANINGS: dict[str, str] = {
     "batch_size": "Listings per batch message.",
     "reclaim_idle_ms": "A pending entry idle this long (ms) is reclaimed from its consumer.",
     "max_deliveries": "Deliveries after which an entry is dead-lettered.",
+    "stream_retention_s": (
+        "Acknowledged entries of the jobs and batch streams are kept this long (s) as an audit log,"
+        " then trimmed; undelivered or pending entries are never trimmed."
+    ),
     "worker_concurrency": "Batches a worker process handles at once.",
     "consumer_name": "Consumer name in the groups; unset = host name and process id.",
     "http_host": "Address the API binds to.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,9 @@ from finally_indexer.http.app import AppDeps, create_app
 from finally_indexer.http.server import bound_port, build_server, start_in_background
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
+ROOT = Path(__file__).resolve().parents[2]
+#: The screenshot goes to var/ on every run; UPDATE_SCREENSHOT=1 refreshes the one in docs/.
+SCREENSHOT = ROOT / ("docs/img" if os.environ.get("UPDATE_SCREENSHOT") == "1" else "var") / "dashboard.png"
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
     "--no-first-run", "--disable-component-update", "--disable-sync",

@@ -1,0 +1,120 @@
+"""Housekeeping of the work streams: trim what every consumer is done with, forget dead consumers.
+
+Redis 7 has no ``XTRIM ... ACKED`` (8.2+) and ``XTRIM`` ignores consumer groups, so the safe
+bound is computed here: an entry may go only when it is older than both the group's oldest
+pending entry and its last-delivered id (nothing undelivered or unacknowledged is ever removed),
+and older than ``STREAM_RETENTION_S`` (acknowledged entries stay that long as an audit log).
+
+Every worker restart leaves a consumer name (``hostname-pid``) behind in the group; one idle for
+longer than :data:`DEAD_CONSUMER_IDLE_MS` that holds no pending entry is deleted — deleting a
+consumer with nothing pending loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, Final
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from finally_indexer.core.constants import INDEXER_GROUP, PLANNER_GROUP
+from finally_indexer.core.settings import Settings
+
+__all__ = [
+    "DEAD_CONSUMER_IDLE_MS",
+    "HOUSEKEEPING_INTERVAL_S",
+    "forget_dead_consumers",
+    "run_housekeeping",
+    "trim_stream",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Seconds between housekeeping rounds in a worker (several workers doing it at once is harmless).
+HOUSEKEEPING_INTERVAL_S: Final = 60.0
+#: A consumer silent this long (1 h) with nothing pending is a dead process's leftover name.
+DEAD_CONSUMER_IDLE_MS: Final = 3_600_000
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _safe_bound(redis: Redis, stream: str, group: str) -> str | None:
+    """The smallest id the group still needs (oldest pending, else last delivered); None if no group."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:  # the stream does not exist yet
+        return None
+    info = next((g for g in groups if _text(g["name"]) == group), None)
+    if info is None:
+        return None
+    bound = _text(info["last-delivered-id"])
+    pending = await redis.xpending(stream, group)
+    if pending["pending"]:
+        bound = min(bound, _text(pending["min"]), key=_id_key)
+    return bound
+
+
+async def trim_stream(
+    redis: Redis, stream: str, group: str, *, retention_ms: int, now_ms: int | None = None
+) -> int:
+    """Remove entries the group is done with and older than the retention; return how many went."""
+    bound = await _safe_bound(redis, stream, group)
+    if bound is None:
+        return 0
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    cutoff = f"{max(now_ms - retention_ms, 0)}-0"
+    min_id = min(bound, cutoff, key=_id_key)
+    removed = int(await redis.xtrim(stream, minid=min_id, approximate=False))
+    if removed:
+        log.info("stream_trimmed", stream=stream, removed=removed, min_id=min_id)
+    return removed
+
+
+async def forget_dead_consumers(
+    redis: Redis, stream: str, group: str, *, keep: str, idle_ms: int = DEAD_CONSUMER_IDLE_MS
+) -> list[str]:
+    """Delete consumers idle longer than ``idle_ms`` with no pending entry (never ``keep``)."""
+    try:
+        consumers = await redis.xinfo_consumers(stream, group)
+    except ResponseError:
+        return []
+    gone = [
+        _text(c["name"])
+        for c in consumers
+        if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms and _text(c["name"]) != keep
+    ]
+    for name in gone:
+        await redis.xgroup_delconsumer(stream, group, name)
+    if gone:
+        log.info("dead_consumers_forgotten", stream=stream, group=group, consumers=gone)
+    return gone
+
+
+async def housekeeping_round(redis: Redis, settings: Settings, *, consumer: str) -> None:
+    """One round over the jobs and batch streams."""
+    retention_ms = settings.stream_retention_s * 1000
+    for stream, group in ((settings.jobs_stream, PLANNER_GROUP), (settings.batch_stream, INDEXER_GROUP)):
+        await trim_stream(redis, stream, group, retention_ms=retention_ms)
+        await forget_dead_consumers(redis, stream, group, keep=consumer)
+
+
+async def run_housekeeping(redis: Redis, settings: Settings, *, consumer: str, stop: asyncio.Event) -> None:
+    """Run :func:`housekeeping_round` every :data:`HOUSEKEEPING_INTERVAL_S` until ``stop``."""
+    while not stop.is_set():
+        try:
+            await housekeeping_round(redis, settings, consumer=consumer)
+        except RedisError as exc:  # Redis briefly down: try again next round
+            log.warning("housekeeping_failed", error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_INTERVAL_S)
