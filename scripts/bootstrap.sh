@@ -12,6 +12,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing+=(postgresql)
 command -v prometheus >/dev/null || missing+=(prometheus)
 { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } || missing+=(chromium)
+# Korean glyphs for the dashboard in headless Chromium (screenshots would show empty boxes)
+if command -v dpkg >/dev/null && ! dpkg -s fonts-noto-cjk >/dev/null 2>&1; then missing+=(fonts-noto-cjk); fi
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${missing[*]}"
@@ -54,6 +56,8 @@ files=$( (cat pyproject.toml; find core processor http schemas db devenv -type f
 if [[ ! -f $stamp || $(cat "$stamp") != "$files" ]] ||
     ! .venv/bin/python -c 'import finally_indexer.core.cli' 2>/dev/null; then
     say "installing finally-indexer (editable) with its dev dependencies"
+    # the packaging test builds a wheel without build isolation: it needs setuptools and wheel here
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -U pip 'setuptools>=69' wheel
     .venv/bin/python -m pip install --quiet --disable-pip-version-check \
         -e '.[dev]' --config-settings editable_mode=strict
     echo "$files" >"$stamp"
