@@ -97,7 +97,10 @@ MEANINGS: dict[str, str] = {
     "consumer_name": "Consumer name in the groups; unset = host name and process id.",
     "http_host": "Address the API binds to.",
     "http_port": "Port the API listens on.",
-    "api_key": "Key required by the mutating endpoints (`X-API-Key`); required in production (secret).",
+    "api_key": (
+        "Key required by the mutating endpoints (`X-API-Key`); unset, they accept only loopback"
+        " clients. Required in production (secret)."
+    ),
     "metrics_port": "Port of a standalone `/metrics` server for worker and bridge processes; 0 = none.",
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR`.",
     "log_format": "`console` (people) or `json` (log shippers).",

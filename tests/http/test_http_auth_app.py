@@ -9,6 +9,7 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from pydantic import SecretStr
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.app import create_app
@@ -50,6 +51,20 @@ async def test_the_key_is_compared_in_constant_time(
 
 async def test_without_a_configured_key_no_header_is_needed(client: httpx.AsyncClient) -> None:
     assert (await client.post("/sync", json={})).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("host", "status"), [("::1", 202), ("127.0.0.5", 202), ("192.0.2.7", 401), ("testclient", 401)]
+)
+async def test_without_a_configured_key_only_loopback_clients_may_mutate(
+    app: Litestar, host: str, status: int
+) -> None:
+    """A deployment that forgot API_KEY is not left open: remote clients are refused (ASGI scope only)."""
+    transport = httpx.ASGITransport(app=app, client=(host, 40000))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as remote:
+        res = await remote.post("/sync", json={})
+        assert res.status_code == status, res.text
+        assert (await remote.get("/status")).status_code == 200  # reads stay open
 
 
 async def test_errors_are_structured_without_stack_traces(client: httpx.AsyncClient) -> None:
@@ -95,9 +110,10 @@ async def test_openapi_documents_examples_security_and_swagger(client: httpx.Asy
 
 
 async def test_lifespan_opens_and_closes_its_own_connections(settings: Settings) -> None:
-    app: Litestar = create_app(settings)
+    app: Litestar = create_app(settings.model_copy(update={"api_key": SecretStr(API_KEY)}))
     async with AsyncTestClient(app=app) as client:
         res = await client.get("/health")
         assert res.status_code == 200, res.text
-        assert (await client.post("/sync", json={"product_ids": [1]})).status_code == 202
+        res = await client.post("/sync", json={"product_ids": [1]}, headers={"X-API-Key": API_KEY})
+        assert res.status_code == 202
     assert app.state.deps.pool.is_closing()
