@@ -10,14 +10,18 @@ from finally_indexer.processor.housekeeping import forget_dead_consumers, trim_s
 GROUP = "g"
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 async def _stream_with_group(redis: Redis, settings: Settings, n: int) -> list[str]:
     stream = settings.batch_stream
     await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    return [(await redis.xadd(stream, {"i": str(i)})).decode() for i in range(n)]
+    return [_text(await redis.xadd(stream, {"i": str(i)})) for i in range(n)]
 
 
 async def _ids(redis: Redis, stream: str) -> list[str]:
-    return [i.decode() for i, _ in await redis.xrange(stream)]
+    return [_text(i) for i, _ in await redis.xrange(stream) or []]
 
 
 async def test_trim_keeps_pending_and_undelivered_entries(redis: Redis, settings: Settings) -> None:
