@@ -33,7 +33,7 @@ from finally_indexer.db.pool import create_pool
 from finally_indexer.devenv.servers import dev_servers
 from finally_indexer.processor.bridge import Bridge
 from finally_indexer.processor.embedders.factory import build_embedder
-from finally_indexer.processor.roles import Pipeline
+from finally_indexer.processor.roles import Pipeline, serve_worker
 from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
 from finally_indexer.processor.vectorstore import ListingPoint
@@ -103,6 +103,40 @@ async def full_sync(redis: Redis, pool: asyncpg.Pool[Any], settings: Settings) -
     return elapsed
 
 
+async def full_sync_worker(redis: Redis, pool: asyncpg.Pool[Any], settings: Settings) -> float:
+    """Seconds from LPUSH of a sync "all" to the job completed, through the production path:
+    the bridge's blocking loop and the FastStream worker (subscribers, batch reads, one XACK per read).
+    """
+    settings = settings.model_copy(
+        update={
+            "legacy_list": "w:indexing_jobs", "jobs_stream": "{w:indexing_jobs}:jobs",
+            "batch_stream": "w:batches", "events_stream": "w:events", "collection": "worker",
+        }
+    )  # fmt: skip
+    await pool.execute("UPDATE products SET is_conversion = false")
+    await pool.execute("TRUNCATE index_state")
+    store = build_vector_store(settings.model_copy(update={"qdrant_path": Path(":memory:")}))
+    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(pipeline.bridge.run(stop)),
+        asyncio.create_task(serve_worker(pipeline, stop=stop)),
+    ]
+    job = {"operation": "sync", "product_ids": "all", "job_id": "bench-worker"}
+    started = time.perf_counter()
+    await redis.lpush(settings.legacy_list, json.dumps(job))
+    # Completion is a row in PostgreSQL written by the worker: polling it (every 20 ms) is the clock.
+    while await pool.fetchval("SELECT status FROM index_jobs WHERE job_id = 'bench-worker'") != "completed":  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert await pool.fetchval("SELECT count(*) FROM products WHERE NOT is_conversion") == 0
+    await pipeline.aclose()
+    await store.aclose()
+    return elapsed
+
+
 async def main(listings: int) -> None:
     configure_logging("WARNING", "console")
     with tempfile.TemporaryDirectory(prefix="bench-", dir=".") as root:
@@ -130,6 +164,11 @@ async def main(listings: int) -> None:
                 f"pipeline (LPUSH → bridge → planner → indexer): {listings} in {sync:.2f} s = {listings / sync:,.0f}/s"
             )
             print(f"pipeline overhead: {sync / base:.2f} times the baseline")
+            worker = await full_sync_worker(redis, pool, settings)
+            print(
+                f"worker (LPUSH → bridge loop → FastStream worker): {listings} in {worker:.2f} s"
+                f" = {listings / worker:,.0f}/s, {worker / base:.2f} times the baseline"
+            )
             await redis.aclose()
             await pool.close()
 
