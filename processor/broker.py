@@ -14,6 +14,7 @@ default parser cannot serialise) reaches them and is dead-lettered instead of lo
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -84,7 +85,14 @@ def build_broker(
     reclaim_jobs: Redelivery, reclaim_batches: Redelivery,
 ) -> RedisBroker:  # fmt: skip
     """A broker with the four subscribers of a worker (not started)."""
-    broker = RedisBroker(settings.redis_dsn(), graceful_timeout=SHUTDOWN_GRACE_S)
+    # FastStream's own per-message lines ("Received", "Processed") go through a stdlib logger that
+    # core/logging.py routes into structlog, at DEBUG: the handlers log each batch's outcome.
+    broker = RedisBroker(
+        settings.redis_dsn(),
+        graceful_timeout=SHUTDOWN_GRACE_S,
+        logger=logging.getLogger("finally_indexer.faststream"),
+        log_level=logging.DEBUG,
+    )
     consumer = consumer_name(settings)
     jobs, batches = settings.jobs_stream, settings.batch_stream
 
