@@ -15,7 +15,14 @@ import structlog
 from structlog.typing import Processor
 
 #: Libraries whose INFO lines are noise next to ours (per-request access lines, HTTP client calls).
-_QUIET = {"uvicorn.access": logging.WARNING, "httpx": logging.WARNING, "httpcore": logging.WARNING}
+#: Library loggers too chatty at INFO: per-request access lines, HTTP client internals, and
+#: Alembic's plugin registration (eight lines at every start).
+_QUIET = {
+    "uvicorn.access": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "alembic.runtime.plugins": logging.WARNING,
+}
 
 
 def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:

@@ -62,6 +62,8 @@ def create_app(settings: Settings, *, deps: AppDeps | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
+        # core/logging.py configures logging once; Litestar's default would take over the root logger
+        logging_config=None,
         template_config=TemplateConfig(
             directory=routes_dashboard.HERE / "templates", engine=JinjaTemplateEngine
         ),

@@ -59,6 +59,8 @@ def create_metrics_app(settings: Settings, *, with_db: bool = True) -> Litestar:
         state=State({"projector": StatusProjector(settings)}),
         lifespan=[lifespan],
         openapi_config=None,
+        # core/logging.py configures logging once; Litestar's default would take over the root logger
+        logging_config=None,
     )
 
 
