@@ -31,6 +31,19 @@
   };
 
   const fmt = (v) => (typeof v === "number" ? v.toLocaleString("en-US") : String(v));
+  // Durations read as "3 d 4 h", "12 m 5 s", "40 s": the raw seconds stay in data-value.
+  const duration = (sec) => {
+    const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
+    const parts = [];
+    let rest = Math.max(0, Math.round(sec));
+    for (const [name, size] of units) {
+      const n = Math.floor(rest / size);
+      if (n || (name === "s" && !parts.length)) parts.push(`${n.toLocaleString("en-US")} ${name}`);
+      rest -= n * size;
+      if (parts.length === 2) break;
+    }
+    return parts.join(" ");
+  };
   const el = (tag, cls, text) => {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -44,7 +57,7 @@
       if (!get) return;
       const value = get(s);
       node.dataset.value = String(value);
-      node.textContent = fmt(value);
+      node.textContent = node.dataset.figure.endsWith("_seconds") ? duration(value) : fmt(value);
     });
     document.getElementById("coverage-bar").style.width = (s.listings.coverage * 100).toFixed(1) + "%";
     document.querySelector(".alert-able").classList.toggle("alarm", s.failures_open > 0);
