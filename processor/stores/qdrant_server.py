@@ -13,9 +13,11 @@ mode's ``ValueError`` → :class:`PermanentError`.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Final
 
 import httpx
 from qdrant_client import AsyncQdrantClient
@@ -60,6 +62,16 @@ def _classified(op: str) -> Iterator[None]:
         raise DependencyUnavailable(f"qdrant {op}: {type(exc).__name__}: {exc}") from exc
     except ValueError as exc:  # local mode reports bad requests (wrong vector size …) this way
         raise PermanentError(f"qdrant {op}: {exc}") from exc
+
+
+#: The first Qdrant release that honours ``update_filter`` on upsert (older ones drop the field).
+MIN_SERVER_VERSION: Final = (1, 16)
+
+
+def server_supports_update_filter(version: str) -> bool:
+    """True when a server reporting ``version`` (e.g. "1.20.0", "v1.16.3-dev") applies update_filter."""
+    parts = re.findall(r"\d+", version)[:2]
+    return len(parts) == 2 and (int(parts[0]), int(parts[1])) >= MIN_SERVER_VERSION
 
 
 def _version_le(limit: int) -> m.Filter:
@@ -116,6 +128,8 @@ class QdrantServerStore:
         return f"QdrantServerStore(collection={self._collection!r}, vector_size={self._vector_size})"
 
     async def ensure_collection(self) -> None:
+        if self._payload_indexes:  # a real server (local mode has no version to check)
+            await self._check_server_version()
         with _classified("ensure_collection"):
             if await self._client.collection_exists(self._collection):
                 await self._check_size()
@@ -133,6 +147,17 @@ class QdrantServerStore:
                     await self._client.create_payload_index(
                         self._collection, key, m.PayloadSchemaType.INTEGER
                     )
+
+    async def _check_server_version(self) -> None:
+        """Refuse a server older than 1.16: it silently ignores ``update_filter`` on upsert, so the
+        stale-write protection would be gone without any error."""
+        with _classified("version"):
+            info = await self._client.info()
+        if not server_supports_update_filter(info.version):
+            raise ConfigurationError(
+                f"Qdrant server {info.version} is too old: conditional upserts (update_filter) need "
+                f"Qdrant >= {'.'.join(map(str, MIN_SERVER_VERSION))}; upgrade the server"
+            )
 
     async def _check_size(self) -> None:
         info = await self._client.get_collection(self._collection)
