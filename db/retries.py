@@ -2,9 +2,11 @@
 
 A job queued by the API gets its ``index_jobs`` row *before* its stream entry exists, so
 ``GET /jobs/{id}`` answers from the first millisecond; the planner later fills in the plan.
-Re-queued failures keep their rows (history): ``retry_count`` grows, ``requeued_at`` and
-``resolution = 'requeued'`` are set, and ``resolved_at`` stays empty until the pipeline records
-a success.
+Re-queued failures keep their rows (history): ``retry_count`` grows and ``requeued_at``,
+``resolved_at`` and ``resolution = 'requeued'`` are set — the row is handled. If the retry fails
+again, the pipeline records a new row, so "open" always means "nobody has acted on it yet" and
+a second ``POST /retry {"all": true}`` never re-queues the same failure twice. Rows named by id
+are re-queued whatever their state (an operator's explicit request).
 """
 
 from __future__ import annotations
@@ -78,13 +80,13 @@ class RetryCandidate:
 
 
 async def lock_open_failures(conn: DB, flt: FailureFilter, *, limit: int) -> list[RetryCandidate]:
-    """Open failures matching ``flt``, oldest first, locked for this transaction.
+    """Failures matching ``flt`` (only open ones unless ids are named), oldest first, locked.
 
     ``SKIP LOCKED`` lets two concurrent ``POST /retry`` calls split the rows instead of both
     re-queueing them.
     """
     args: list[Any] = []
-    where = replace(flt, open_only=True).where(args)
+    where = replace(flt, open_only=not flt.ids).where(args)
     args.append(limit)
     rows = await conn.fetch(
         f"""
@@ -101,7 +103,7 @@ async def mark_requeued(conn: DB, ids: Sequence[int]) -> None:
     await conn.execute(
         """
         UPDATE failed_operations
-        SET retry_count = retry_count + 1, requeued_at = now(), resolution = 'requeued'
+        SET retry_count = retry_count + 1, requeued_at = now(), resolved_at = now(), resolution = 'requeued'
         WHERE id = ANY($1)
         """,
         list(ids),

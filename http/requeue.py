@@ -69,7 +69,10 @@ async def _replay_payloads(deps: AppDeps, settings: Settings, payloads: Sequence
         return
     async with deps.redis.pipeline(transaction=False) as pipe:
         for payload in payloads:
-            pipe.xadd(settings.jobs_stream, JobEntry(payload=payload, source=JobSource.RETRY).to_fields())  # type: ignore[arg-type]
+            # A replayed raw job is the scraper's job again, byte for byte: it enters as a legacy
+            # entry, so the planner keys it on its new stream entry id (a producer job_id inside
+            # cannot collide with the job row of its first attempt).
+            pipe.xadd(settings.jobs_stream, JobEntry(payload=payload, source=JobSource.LEGACY).to_fields())  # type: ignore[arg-type]
         await pipe.execute()
 
 

@@ -105,8 +105,9 @@ async def test_retry_requeues_listings_by_operation_and_replays_raw_jobs(
 
     raw_entries: Any = await redis.xrange(settings.jobs_stream)
     entries = [JobEntry.from_fields(f) for _, f in raw_entries]
-    assert all(e.source is JobSource.RETRY for e in entries)
     jobs = [json.loads(e.payload) for e in entries if e.payload.startswith(b'{"v"')]
+    assert all(e.source is JobSource.RETRY for e in entries if e.payload.startswith(b'{"v"'))
+    assert all(e.source is JobSource.LEGACY for e in entries if not e.payload.startswith(b'{"v"'))
     assert sorted((j["operation"], j["product_ids"]) for j in jobs) == [
         ("delete", [13]),
         ("update", [11, 12]),
@@ -122,12 +123,15 @@ async def test_retry_requeues_listings_by_operation_and_replays_raw_jobs(
     assert all(
         r["retry_count"] == 1 and r["requeued_at"] is not None and r["resolution"] == "requeued" for r in rows
     )
-    assert all(r["resolved_at"] is None for r in rows)
+    assert all(r["resolved_at"] is not None for r in rows)  # handled: no longer open
     job_rows = await pool.fetch(
         "SELECT source, scope, status FROM index_jobs WHERE job_id = ANY($1)", body["job_ids"]
     )
     assert {tuple(r) for r in job_rows} == {("retry", "ids", "pending")}
 
+    # a second "all" finds nothing open: the same failures are never re-queued twice
+    assert (await client.post("/retry", json={"all": True})).json()["requeued"] == 0
+    # naming a row re-queues it again, whatever its state (an operator's explicit request)
     again = (await client.post("/retry", json={"ids": [ids["u1"]]})).json()
     assert again["requeued"] == 1
     assert await pool.fetchval("SELECT retry_count FROM failed_operations WHERE id = $1", ids["u1"]) == 2
