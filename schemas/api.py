@@ -155,7 +155,7 @@ class RetryRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {"all": True},
-                {"reason": "EmbeddingInputRejected", "since": "2025-01-01T00:00:00Z"},
+                {"reason": "max_deliveries", "since": "2025-01-01T00:00:00Z"},
                 {"ids": [12, 13]},
                 {"operation_type": "job"},
             ]

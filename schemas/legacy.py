@@ -22,6 +22,8 @@ from finally_indexer.core.errors import MalformedJob
 
 #: Largest id PostgreSQL's BIGINT (and Qdrant's unsigned point id) can hold.
 _MAX_ID = 2**63 - 1
+#: Optional text extras (job_id, requested_by) are cut to this length, never rejected for it.
+_MAX_EXTRA_CHARS = 200
 
 
 class Operation(StrEnum):
@@ -53,8 +55,21 @@ class LegacyJob(BaseModel):
     operation: Operation
     product_ids: list[StrictInt] | Literal["all"]
     v: int | None = Field(default=None, description="Optional message schema version.")
-    job_id: str | None = Field(default=None, max_length=200)
-    requested_by: str | None = Field(default=None, max_length=200)
+    job_id: str | None = Field(
+        default=None, description="The producer's reference (any scalar, kept as text)."
+    )
+    requested_by: str | None = Field(default=None, description="Who asked (any scalar, kept as text).")
+
+    @field_validator("job_id", "requested_by", mode="before")
+    @classmethod
+    def _scalar_as_text(cls, value: object) -> str | None:
+        """Optional extras are tolerated whatever their JSON type: kept as text, cut to a sane length."""
+        if value is None:
+            return None
+        text = (
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        )
+        return text[:_MAX_EXTRA_CHARS]
 
     @field_validator("product_ids")
     @classmethod

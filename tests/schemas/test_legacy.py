@@ -44,6 +44,22 @@ def test_extra_fields_are_tolerated_and_kept() -> None:
     assert job.model_extra == {"trace": "x"}
 
 
+@pytest.mark.parametrize(
+    ("extras", "job_id", "requested_by"),
+    [
+        ({"job_id": 123}, "123", None),
+        ({"job_id": "x" * 500, "requested_by": {"team": "scraper"}}, "x" * 200, '{"team":"scraper"}'),
+        ({"job_id": None, "requested_by": True}, None, "true"),
+        ({"job_id": ["a", 1]}, '["a",1]', None),
+    ],
+)
+def test_optional_extras_of_any_type_are_tolerated(
+    extras: dict[str, object], job_id: str | None, requested_by: str | None
+) -> None:
+    job = parse_legacy_job(json.dumps({"operation": "sync", "product_ids": [1], **extras}))
+    assert (job.job_id, job.requested_by) == (job_id, requested_by)
+
+
 def test_duplicate_ids_are_collapsed_in_order() -> None:
     assert parse_legacy_job('{"operation":"sync","product_ids":[3,1,3,2,1]}').product_ids == [3, 1, 2]
 
