@@ -7,6 +7,7 @@ window.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -44,12 +45,19 @@ class ThroughputTracker:
     def __init__(self, stream: str) -> None:
         self.stream = stream
         self._last_id: str | None = None
+        # Two concurrent refreshes (two dashboards, /status and /metrics) would read the same new
+        # events from the same start and count them twice: one refresh at a time.
+        self._lock = asyncio.Lock()
         self._buckets: dict[int, dict[str, int]] = defaultdict(
             lambda: {"batches": 0, "listings": 0, "failed": 0}
         )
 
     async def refresh(self, redis: Redis) -> list[MinuteBucket]:
         """Read new events, drop buckets older than the window, return every minute of the window."""
+        async with self._lock:
+            return await self._refresh(redis)
+
+    async def _refresh(self, redis: Redis) -> list[MinuteBucket]:
         now_ms = int(time.time() * 1000)
         window_start = (now_ms // 60_000 - WINDOW_MINUTES + 1) * 60_000
         start = f"({self._last_id}" if self._last_id else str(window_start)
