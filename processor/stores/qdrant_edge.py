@@ -112,8 +112,17 @@ class QdrantEdgeStore:
 
     async def _run(self, op: str, fn: Callable[[Any], T]) -> T:
         async with self._lock:
+            work = asyncio.ensure_future(asyncio.to_thread(lambda: fn(self._open_sync())))
             try:
-                return await asyncio.to_thread(lambda: fn(self._open_sync()))
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped and this one still holds the shard: keep the lock
+                # until it ends (a caller's timeout, e.g. /health's, must not let a second thread
+                # into the shard meanwhile), then let the cancellation through.
+                await asyncio.wait({work})
+                if not work.cancelled():
+                    work.exception()  # retrieved: its outcome no longer matters to anyone
+                raise
             except (ConfigurationError, DependencyUnavailable):
                 raise
             except Exception as exc:  # the binding raises plain Exception for everything

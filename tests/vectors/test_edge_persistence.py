@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -112,4 +113,28 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     stored = await store.get(sorted(expected))
     assert set(stored) == expected
     assert await store.count() >= len(expected)  # the in-flight batch may or may not have landed
+    await store.aclose()
+
+
+async def test_a_cancelled_caller_keeps_the_shard_locked_until_its_thread_ends(tmp_path: Path) -> None:
+    """A caller's timeout must not let a second thread into the shard while the first still runs."""
+    store = QdrantEdgeStore(tmp_path / "shard", vector_size=8)
+    await store.ensure_collection()
+    release, finished = threading.Event(), threading.Event()
+
+    def slow(_shard: object) -> None:
+        release.wait(5)
+        finished.set()
+
+    async def let_go_soon() -> None:
+        await asyncio.sleep(0.2)
+        release.set()
+
+    helper = asyncio.create_task(let_go_soon())
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await store._run("slow", slow)
+    assert finished.is_set()  # the timeout was only delivered once the thread had ended
+    await helper
+    assert await store.count() == 0  # and the store works afterwards
     await store.aclose()
