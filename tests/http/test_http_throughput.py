@@ -22,7 +22,6 @@ async def test_concurrent_refreshes_count_each_event_once(redis: Redis, settings
     assert sum(m.listings for m in results[-1]) == 3 * 64
     assert sum(m.batches for m in results[-1]) == 3
     # and a later refresh adds only what is new
-    await redis.xadd(
-        settings.events_stream, Event(type=EventType.BATCH_INDEXED, counts={"skipped": 5}).to_fields()
-    )  # type: ignore[arg-type]
+    later = Event(type=EventType.BATCH_INDEXED, counts={"skipped": 5}).to_fields()
+    await redis.xadd(settings.events_stream, later)  # type: ignore[arg-type]
     assert sum(m.listings for m in await tracker.refresh(redis)) == 3 * 64 + 5
