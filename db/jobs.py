@@ -40,6 +40,7 @@ class JobRow:
     source: str
     requested_by: str | None
     stream_entry_id: str
+    external_id: str | None = None  # the producer's own job_id of a legacy job (may repeat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +54,10 @@ class BatchCounts:
 
 
 _INSERT_JOB = """
-INSERT INTO index_jobs (job_id, operation, scope, product_ids, force, source, requested_by, stream_entry_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO index_jobs (
+    job_id, operation, scope, product_ids, force, source, requested_by, stream_entry_id, external_id
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (job_id) DO UPDATE SET stream_entry_id = COALESCE(index_jobs.stream_entry_id, EXCLUDED.stream_entry_id)
 """
 _INSERT_BATCH = """
@@ -96,7 +99,7 @@ async def insert_job(db: DB, job: JobRow) -> None:
     """Insert ``job`` unless it exists (the API inserts its jobs as 'pending' before publishing)."""
     await db.execute(
         _INSERT_JOB, job.job_id, job.operation, job.scope, job.product_ids, job.force,
-        job.source, job.requested_by, job.stream_entry_id,
+        job.source, job.requested_by, job.stream_entry_id, job.external_id,
     )  # fmt: skip
 
 

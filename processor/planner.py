@@ -4,6 +4,11 @@ Valid jobs are recorded in ``index_jobs`` and planned into ``index_job_batches``
 transaction, then every batch is published to the batch stream. Planning is idempotent: a
 redelivered job finds its plan in PostgreSQL and re-publishes the batches still pending (the
 indexer counts each batch once). Malformed jobs go to the dead letters, never lost, never fatal.
+
+Job ids: a legacy job (moved by the bridge) is always identified by its jobs-stream entry id, so
+a redelivery of that entry re-plans the same job while a new job that repeats a producer
+``job_id`` (say "nightly-update" every night) is a new job; the producer's ``job_id`` is kept in
+``index_jobs.external_id``. API and retry jobs carry the id under which the API inserted their row.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from finally_indexer.db.jobs import JobRow
 from finally_indexer.processor.deadletter import DeadLetters, StreamEntry
 from finally_indexer.processor.events import EventLog
 from finally_indexer.schemas.legacy import LegacyJob, MalformedReason, Operation, parse_legacy_job
-from finally_indexer.schemas.messages import BatchMessage, Event, EventType, JobEntry
+from finally_indexer.schemas.messages import BatchMessage, Event, EventType, JobEntry, JobSource
 
 __all__ = ["Planner", "job_row"]
 
@@ -128,10 +133,14 @@ def job_row(job: LegacyJob, entry: JobEntry, entry_id: str) -> JobRow:
             MalformedReason.INVALID, "delete needs explicit product_ids (refusing to delete everything)"
         )
     ids = None if isinstance(job.product_ids, str) else list(job.product_ids)
+    # A producer's job_id is only a label (it may repeat every night): legacy jobs are keyed by
+    # their entry. API/retry jobs reuse the id of the row the API inserted before publishing.
+    legacy = entry.source is JobSource.LEGACY
     return JobRow(
-        job_id=job.job_id or entry_id, operation=job.operation.value,
+        job_id=entry_id if legacy else (job.job_id or entry_id), operation=job.operation.value,
         scope="ids" if ids is not None else (scope or "all"), product_ids=ids, force=force,
         source=entry.source.value, requested_by=job.requested_by, stream_entry_id=entry_id,
+        external_id=job.job_id if legacy else None,
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ CREATE TABLE index_jobs (
     total           integer NOT NULL DEFAULT 0,     -- listings the job covers once planned
     batches         integer NOT NULL DEFAULT 0,
     stream_entry_id text,                           -- id of the entry in the jobs stream
+    external_id     text,                           -- the producer's job_id of a legacy job (may repeat)
     error           text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     planned_at      timestamptz,
@@ -22,6 +23,7 @@ CREATE TABLE index_jobs (
 );
 CREATE INDEX index_jobs_created_at ON index_jobs (created_at DESC);
 CREATE INDEX index_jobs_open ON index_jobs (status) WHERE status IN ('pending', 'running');
+CREATE INDEX index_jobs_external_id ON index_jobs (external_id) WHERE external_id IS NOT NULL;
 
 -- The batches a job was planned into. Progress is the sum over a job's batches; a batch message
 -- delivered twice is counted once because its row moves from 'pending' only once.
