@@ -9,7 +9,8 @@ newer point), flagged ``is_conversion`` for the embedded row version only, and r
 
 Every effect is idempotent, so a redelivered batch converges to the same state at no embedding
 cost. Transient failures propagate (the entry stays pending and is reclaimed); an input the model
-rejects fails only its listing.
+rejects, or a row without ``updated_at``, fails only its listing. Events go to Redis only after
+the transaction has committed (a slow Redis never holds the job's row lock).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -45,6 +46,18 @@ log = structlog.get_logger(__name__)
 
 #: Reason code of a listing whose text the embedding model refused.
 REJECTED_REASON = "embedding_input_rejected"
+#: Reason code of a listing whose row has no ``updated_at`` (no write version: cannot be indexed).
+MISSING_UPDATED_AT_REASON = "missing_updated_at"
+
+_ERROR_CLASSES = {REJECTED_REASON: "EmbeddingInputRejected", MISSING_UPDATED_AT_REASON: "MissingUpdatedAt"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """Why one listing of a batch failed (permanently, for this row version)."""
+
+    reason: str  # a reason code (REJECTED_REASON, MISSING_UPDATED_AT_REASON)
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +80,7 @@ class _Outcome:
     skipped: list[_Listing] = field(default_factory=list)  # unchanged, no embedding call
     refreshed: list[_Listing] = field(default_factory=list)  # skipped, but the row moved on: new payload
     deleted: list[int] = field(default_factory=list)
-    rejected: dict[int, str] = field(default_factory=dict)  # product id -> the model's reason
+    rejected: dict[int, _Failed] = field(default_factory=dict)  # failed listings: product id -> why
     new_ids: set[int] = field(default_factory=set)  # written listings that were not stored before
 
     def counts(self) -> BatchCounts:
@@ -120,13 +133,20 @@ class Indexer:
             await self._delete_points(outcome.deleted)
         else:
             outcome = await self._sync(batch)
-        await self._commit(entry, batch, outcome, deliveries)
-        await self._report(batch, outcome)
+        job_status = await self._commit(entry, batch, outcome, deliveries)
+        await self._report(batch, outcome, job_status)
 
     async def _sync(self, batch: BatchMessage) -> _Outcome:
         rows = await products.fetch_listings(self._pool, batch.product_ids)
         outcome = _Outcome(deleted=[i for i in batch.product_ids if i not in rows])
-        listings = [self._render(row) for row in rows.values()]
+        listings: list[_Listing] = []
+        for product_id, record in rows.items():
+            if record["updated_at"] is None:  # no version to write: fail this listing only
+                outcome.rejected[product_id] = _Failed(
+                    MISSING_UPDATED_AT_REASON, "products.updated_at is NULL: the row has no write version"
+                )
+            else:
+                listings.append(self._render(record))
         todo = await self._split_unchanged(listings, outcome, force=batch.force)
         if todo:
             await self._embed_and_upsert(todo, outcome)
@@ -138,6 +158,8 @@ class Indexer:
         row = dict(record)
         text = build_text(row, self._template)
         updated_at: datetime = row["updated_at"]
+        if updated_at.tzinfo is None:  # timestamp without time zone: read as UTC, like version_of
+            updated_at = updated_at.replace(tzinfo=UTC)
         return _Listing(int(row["id"]), row, text, text_hash(text), updated_at, version_of(updated_at))
 
     async def _split_unchanged(
@@ -167,7 +189,8 @@ class Indexer:
         points: list[ListingPoint] = []
         for i, (x, vector) in enumerate(zip(todo, result.vectors, strict=True)):
             if vector is None:
-                outcome.rejected[x.product_id] = result.rejected.get(i, "rejected by the embedding model")
+                why = result.rejected.get(i, "rejected by the embedding model")
+                outcome.rejected[x.product_id] = _Failed(REJECTED_REASON, why)
                 continue
             points.append(self._point(x, vector))
             outcome.written.append(x)
@@ -201,8 +224,12 @@ class Indexer:
 
     async def _commit(
         self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, deliveries: int
-    ) -> None:
-        """Every PostgreSQL effect of the batch, and its completion, in one transaction."""
+    ) -> str | None:
+        """Every PostgreSQL effect of the batch, and its completion, in one transaction.
+
+        Returns the job's final status when this batch closed it (no Redis call in here: the
+        caller reports after the commit, so a hung Redis cannot hold the job's row lock).
+        """
         indexed = outcome.written + outcome.skipped
         async with self._pool.acquire() as conn, conn.transaction():
             # The job's row lock serialises its batches' commits, so the last one sees the others
@@ -219,18 +246,17 @@ class Indexer:
             if await jobs.complete_batch(
                 conn, batch.job_id, batch.seq, outcome.counts(), deliveries=deliveries
             ):
-                status = await jobs.finish_job_if_done(conn, batch.job_id)
-                if status is not None:
-                    await self._events.append(
-                        Event(type=EventType.JOB_COMPLETED, job_id=batch.job_id, reason=status)
-                    )
+                return await jobs.finish_job_if_done(conn, batch.job_id)
+        return None
 
     def _state_of(self, x: _Listing) -> IndexedListing:
         return IndexedListing(x.product_id, x.hash, x.updated_at, x.version, self._embedder.model)
 
-    async def _report(self, batch: BatchMessage, outcome: _Outcome) -> None:
+    async def _report(self, batch: BatchMessage, outcome: _Outcome, job_status: str | None) -> None:
+        """The batch's events (and the job's completion, if it closed the job), after the commit."""
         counts = outcome.counts()
-        changed = [x.product_id for x in outcome.written] + outcome.deleted
+        # Everything whose stored point changed, payload-only refreshes included (cache invalidation).
+        changed = [x.product_id for x in [*outcome.written, *outcome.refreshed]] + outcome.deleted
         events = [
             Event(
                 type=EventType.BATCH_INDEXED,
@@ -240,11 +266,13 @@ class Indexer:
                 counts=_as_dict(counts),
             )
         ]
-        if outcome.rejected:
+        for reason, failed in _by_reason(outcome.rejected).items():
             events.append(Event(
-                type=EventType.ITEM_FAILED, job_id=batch.job_id, seq=batch.seq, product_ids=list(outcome.rejected),
-                reason=REJECTED_REASON, message=json.dumps(outcome.rejected, ensure_ascii=False)[:2000],
+                type=EventType.ITEM_FAILED, job_id=batch.job_id, seq=batch.seq, product_ids=list(failed),
+                reason=reason, message=json.dumps(failed, ensure_ascii=False)[:2000],
             ))  # fmt: skip
+        if job_status is not None:
+            events.append(Event(type=EventType.JOB_COMPLETED, job_id=batch.job_id, reason=job_status))
         await self._events.extend(events)
         _count(outcome)
         if batch.received_ms:
@@ -268,12 +296,21 @@ def _count(outcome: _Outcome) -> None:
     LISTINGS.labels(outcome="skipped").inc(len(outcome.skipped))
     LISTINGS.labels(outcome="deleted").inc(len(outcome.deleted))
     LISTINGS.labels(outcome="failed").inc(len(outcome.rejected))
-    if outcome.rejected:
-        FAILURES.labels(reason=REJECTED_REASON).inc(len(outcome.rejected))
+    for reason, failed in _by_reason(outcome.rejected).items():
+        FAILURES.labels(reason=reason).inc(len(failed))
 
 
-def _rejection(entry: StreamEntry, batch: BatchMessage, product_id: int, why: str) -> Failure:
+def _by_reason(rejected: dict[int, _Failed]) -> dict[str, dict[int, str]]:
+    """Failed listings grouped by reason code: reason -> product id -> message."""
+    grouped: dict[str, dict[int, str]] = {}
+    for product_id, why in rejected.items():
+        grouped.setdefault(why.reason, {})[product_id] = why.message
+    return grouped
+
+
+def _rejection(entry: StreamEntry, batch: BatchMessage, product_id: int, why: _Failed) -> Failure:
     return Failure(
-        operation_type=batch.operation.value, reason=REJECTED_REASON, error_class="EmbeddingInputRejected",
-        error_message=why, product_id=product_id, job_id=batch.job_id, stream=entry.stream, entry_id=entry.entry_id,
+        operation_type=batch.operation.value, reason=why.reason, error_class=_ERROR_CLASSES[why.reason],
+        error_message=why.message, product_id=product_id, job_id=batch.job_id, stream=entry.stream,
+        entry_id=entry.entry_id,
     )  # fmt: skip

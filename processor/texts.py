@@ -83,9 +83,13 @@ def text_hash(text: str) -> str:
 
 
 def version_of(updated_at: datetime) -> int:
-    """The write version of a row: ``updated_at`` in microseconds since the epoch (exact, ordered)."""
+    """The write version of a row: ``updated_at`` in microseconds since the epoch (exact, ordered).
+
+    A naive ``updated_at`` (a ``timestamp without time zone`` column) is read as UTC: the versions
+    stay ordered as long as the scraper writes that column in one zone, whichever it is.
+    """
     if updated_at.tzinfo is None:
-        raise ValueError("updated_at must be timezone-aware (timestamptz)")
+        updated_at = updated_at.replace(tzinfo=UTC)
     return (updated_at - _EPOCH) // _ONE_MICROSECOND
 
 

@@ -95,6 +95,8 @@ def test_version_is_microseconds_since_epoch_and_ordered() -> None:
     assert version_of(t) < 2**53  # exact as a float in Qdrant's range filters
 
 
-def test_naive_timestamps_are_refused() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        version_of(datetime(2024, 1, 1))
+def test_naive_timestamps_are_read_as_utc() -> None:
+    """A ``timestamp without time zone`` column yields naive datetimes: they are UTC, not refused."""
+    naive = datetime(2024, 5, 1, 12, 30, 15, 123456)
+    assert version_of(naive) == version_of(naive.replace(tzinfo=UTC))
+    assert version_of(naive + timedelta(microseconds=1)) == version_of(naive) + 1
