@@ -95,7 +95,9 @@ async def create_pool(settings: Settings, *, schema: str | None = None) -> async
     """
     chosen = resolve_schema(settings, schema)
     dsn = settings.postgres_dsn()
-    server_settings = {"application_name": "finally-indexer"}
+    # UTC sessions: a scraper column of type ``timestamp`` (no time zone) is read as UTC by the
+    # indexer, and the ``updated_at = $2`` compare-and-set must see it the same way.
+    server_settings = {"application_name": "finally-indexer", "timezone": "UTC"}
     if chosen is not None:
         server_settings["search_path"] = f"{quote_schema(chosen)}, public"
     try:
