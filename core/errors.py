@@ -11,12 +11,17 @@
         ├── MalformedJob              a legacy job that breaks the contract (carries ``reason``)
         └── EmbeddingInputRejected    the model refused one input (carries its ``index``)
 
+Error text is stored and shown to operators only through :func:`redact`.
+
 Transient failures leave the stream entry pending so it is retried (redelivered after the
 reclaim idle time); permanent ones fail only the item concerned and are recorded in
 ``failed_operations`` and the dead-letter stream.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Final
 
 
 class IndexerError(Exception):
@@ -62,3 +67,31 @@ class EmbeddingInputRejected(PermanentError):
     def __init__(self, message: str, index: int | None = None) -> None:
         super().__init__(message)
         self.index = index
+
+
+# --- redaction ---------------------------------------------------------------------------------
+#: Secrets that provider and driver errors quote back: API keys (``sk-…``), bearer tokens,
+#: ``key=value`` credentials and the password part of connection URLs. Error text passes through
+#: :func:`redact` before it is stored or published (``failed_operations``, the dead-letter stream,
+#: events), because ``/status``, ``/failures`` and the dashboard show it.
+_MASK = "***"
+_REDACTIONS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    # scheme://user:password@host → scheme://user:***@host (also redis://:password@host)
+    (re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)[^\s/@]+(?=@)"), rf"\g<head>{_MASK}"),
+    (re.compile(r"(?i)\b(?P<head>bearer\s+)[^\s'\",;]+"), rf"\g<head>{_MASK}"),
+    (
+        re.compile(
+            r"(?i)(?P<head>\b(?:api[_-]?key|apikey|access[_-]?token|secret|password|passwd|pwd)"
+            r"[\"']?\s*[=:]\s*[\"']?)[^\s&'\",;}]+"
+        ),
+        rf"\g<head>{_MASK}",
+    ),
+    (re.compile(r"(?<![A-Za-z0-9])sk-[^\s'\",;)]*[^\s'\",;).]"), f"sk-{_MASK}"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with API keys, bearer tokens, credential values and URL passwords masked."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from finally_indexer.core.errors import redact
 from finally_indexer.db.products import DB
 
 __all__ = ["Failure", "record_failures", "resolve_succeeded"]
@@ -37,7 +38,11 @@ WHERE product_id = ANY($1::bigint[]) AND resolved_at IS NULL
 
 
 async def record_failures(db: DB, failures: Sequence[Failure]) -> None:
-    """Append ``failures`` (history is kept: a listing failing twice has two rows)."""
+    """Append ``failures`` (history is kept: a listing failing twice has two rows).
+
+    The error message is stored :func:`~finally_indexer.core.errors.redact`-ed: operators read it
+    through ``/failures`` and the dashboard. The payload is kept byte for byte (it is replayed).
+    """
     if not failures:
         return
     await db.executemany(
@@ -49,7 +54,7 @@ async def record_failures(db: DB, failures: Sequence[Failure]) -> None:
                 f.job_id,
                 f.reason,
                 f.error_class,
-                f.error_message,
+                redact(f.error_message),
                 f.payload,
                 f.stream,
                 f.entry_id,

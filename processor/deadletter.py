@@ -3,6 +3,8 @@
 Each dead letter is written twice: to the dead-letter stream (the original fields, byte for byte,
 plus ``dl_*`` fields saying where it came from and why) and to ``failed_operations`` (one row per
 listing, or one row with the raw payload for a malformed job), which ``POST /retry`` replays.
+Error text is redacted (:func:`~finally_indexer.core.errors.redact`) before it is written anywhere:
+provider errors can quote API keys, and operators read it through ``/status`` and ``/failures``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any
 
 import asyncpg
 import structlog
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from finally_indexer.core.constants import DEAD_LETTER_MAXLEN
-from finally_indexer.core.errors import MalformedJob
+from finally_indexer.core.errors import MalformedJob, redact
 from finally_indexer.core.metrics import DEAD_LETTERS, FAILURES, JOBS_MALFORMED
 from finally_indexer.db import jobs
 from finally_indexer.db.failures import Failure, record_failures
@@ -55,15 +58,17 @@ class DeadLetters:
     async def malformed_job(self, entry: StreamEntry, exc: MalformedJob) -> None:
         """A job that breaks the legacy contract: keep its raw bytes and the reason."""
         payload = _payload_of(entry)
+        detail = redact(exc.detail)
         await self._append(entry, reason=exc.reason, error=str(exc), deliveries=1)
         await record_failures(self._pool, [_job_failure(entry, payload, exc.reason, exc)])
         JOBS_MALFORMED.labels(reason=exc.reason).inc()
-        await self._events.append(Event(type=EventType.JOB_MALFORMED, reason=exc.reason, message=exc.detail))
-        log.warning("job_malformed", entry_id=entry.entry_id, reason=exc.reason, detail=exc.detail)
+        await self._events.append(Event(type=EventType.JOB_MALFORMED, reason=exc.reason, message=detail))
+        log.warning("job_malformed", entry_id=entry.entry_id, reason=exc.reason, detail=detail)
 
-    async def invalid_batch(self, entry: StreamEntry, exc: Exception) -> None:
+    async def invalid_batch(self, entry: StreamEntry, exc: Exception, *, deliveries: int = 1) -> None:
         """A batch-stream entry that does not parse (written by something other than the planner)."""
-        await self._append(entry, reason=INVALID_BATCH_REASON, error=repr(exc), deliveries=1)
+        message = redact(str(exc))
+        await self._append(entry, reason=INVALID_BATCH_REASON, error=repr(exc), deliveries=deliveries)
         failure = Failure(
             operation_type="batch", reason=INVALID_BATCH_REASON, error_class=type(exc).__name__,
             error_message=str(exc), payload=_flatten(entry.fields), stream=entry.stream, entry_id=entry.entry_id,
@@ -71,14 +76,14 @@ class DeadLetters:
         await record_failures(self._pool, [failure])
         FAILURES.labels(reason=INVALID_BATCH_REASON).inc()
         await self._events.append(
-            Event(type=EventType.DEAD_LETTERED, reason=INVALID_BATCH_REASON, message=str(exc))
+            Event(type=EventType.DEAD_LETTERED, reason=INVALID_BATCH_REASON, message=message)
         )
-        log.warning("batch_invalid", entry_id=entry.entry_id, error=str(exc))
+        log.warning("batch_invalid", entry_id=entry.entry_id, error=message)
 
     async def exhausted_job(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
         """A job entry delivered more than ``MAX_DELIVERIES`` times."""
         payload = _payload_of(entry)
-        error = last_error or f"delivered {deliveries} times without success"
+        error = redact(last_error or f"delivered {deliveries} times without success")
         await self._append(entry, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries)
         failure = _job_failure(entry, payload, MAX_DELIVERIES_REASON, None, error)
         job_id = _job_id_of(payload, entry.entry_id)
@@ -88,9 +93,18 @@ class DeadLetters:
         await self._dead_lettered_event(job_id, None, [], deliveries, error)
 
     async def exhausted_batch(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
-        """A batch delivered more than ``MAX_DELIVERIES`` times: every listing of it fails."""
-        batch = BatchMessage.from_fields(entry.fields)
-        error = last_error or f"delivered {deliveries} times without success"
+        """A batch delivered more than ``MAX_DELIVERIES`` times: every listing of it fails.
+
+        An entry that does not even parse (its invalid-batch dead letter failed on every earlier
+        delivery) is dead-lettered as invalid now, raw fields and all: raising here would leave
+        it pending forever.
+        """
+        try:
+            batch = BatchMessage.from_fields(entry.fields)
+        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+            await self.invalid_batch(entry, exc, deliveries=deliveries)
+            return
+        error = redact(last_error or f"delivered {deliveries} times without success")
         await self._append(entry, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries)
         failures = [_listing_failure(entry, batch, pid, error) for pid in batch.product_ids]
         async with self._pool.acquire() as conn, conn.transaction():
@@ -115,7 +129,7 @@ class DeadLetters:
         fields: dict[bytes | str, bytes | str] = dict(entry.fields.items())
         fields.update(
             dl_origin_stream=entry.stream, dl_origin_id=entry.entry_id, dl_reason=reason,
-            dl_error=error[:2000], dl_deliveries=str(deliveries), dl_ts_ms=str(int(time.time() * 1000)),
+            dl_error=redact(error)[:2000], dl_deliveries=str(deliveries), dl_ts_ms=str(int(time.time() * 1000)),
         )  # fmt: skip
         await self._redis.xadd(self._stream, fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
         DEAD_LETTERS.labels(stream=entry.stream).inc()
