@@ -61,6 +61,14 @@ REDELIVERIES = Counter(
     namespace=NS,
     registry=REGISTRY,
 )
+CONFIGURATION_ERRORS = Counter(
+    "configuration_errors_total",
+    "Deliveries that failed because the service is misconfigured (e.g. a revoked API key); "
+    "their entries stay pending, never dead-lettered, until it is fixed.",
+    ["stream"],
+    namespace=NS,
+    registry=REGISTRY,
+)
 
 # --- embeddings ------------------------------------------------------------------------------------
 EMBED_REQUESTS = Counter(

@@ -10,14 +10,20 @@ The groups are created by :func:`ensure_groups` at id ``0`` before the subscribe
 (FastStream would create them at ``$`` and skip the backlog). Entries are read raw: the handlers
 parse the fields themselves, so a malformed entry (even non-UTF-8 bytes, which FastStream's
 default parser cannot serialise) reaches them and is dead-lettered instead of looping forever.
+
+Every handler keeps its entries claimed while it works (:func:`~.reclaim.keep_claimed`, a heartbeat
+every third of ``RECLAIM_IDLE_MS``): a slow batch is not mistaken for an orphan and reclaimed by
+another worker while it is still running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, Final
 
 import structlog
@@ -32,7 +38,7 @@ from finally_indexer.core.settings import Settings
 from finally_indexer.processor.deadletter import StreamEntry
 from finally_indexer.processor.indexer import Indexer
 from finally_indexer.processor.planner import Planner
-from finally_indexer.processor.reclaim import Redelivery
+from finally_indexer.processor.reclaim import Redelivery, keep_claimed
 
 __all__ = ["SHUTDOWN_GRACE_S", "build_broker", "consumer_name", "ensure_groups"]
 
@@ -42,6 +48,9 @@ log = structlog.get_logger(__name__)
 #: stay pending and are reclaimed elsewhere). Covers one batch's embedding call with the OpenAI
 #: client's retries on a slow day; a deployment's stop timeout must be longer.
 SHUTDOWN_GRACE_S: Final = 30.0
+#: Heartbeats per ``RECLAIM_IDLE_MS`` while a handler works on its entries: at a third, two
+#: heartbeats can be late or fail before the entries look idle to a reclaimer.
+HEARTBEATS_PER_IDLE: Final = 3
 #: Milliseconds a subscriber blocks on an empty stream before reading again (bounds shutdown).
 POLL_MS: Final = 1000
 
@@ -95,16 +104,32 @@ def build_broker(
     )
     consumer = consumer_name(settings)
     jobs, batches = settings.jobs_stream, settings.batch_stream
+    every_s = settings.reclaim_idle_ms / 1000 / HEARTBEATS_PER_IDLE
+
+    def claimed(stream: str, group: str, ids: list[str]) -> contextlib.AbstractAsyncContextManager[None]:
+        return keep_claimed(redis, stream, group, consumer, ids, every_s=every_s)
 
     def sub(stream: str, group: str, **kw: Any) -> StreamSub[Any]:
         return StreamSub(stream, group=group, consumer=consumer, polling_interval=POLL_MS, **kw)
 
     async def plan(msg: RedisStreamMessage = MESSAGE) -> None:
-        await planner.handle(_entries(jobs, msg.raw_message)[0])
+        entry = _entries(jobs, msg.raw_message)[0]
+        try:
+            async with claimed(jobs, PLANNER_GROUP, [entry.entry_id]):
+                await planner.handle(entry)
+        except Exception as exc:
+            reclaim_jobs.note_failure([entry.entry_id], exc)
+            raise
 
     async def index(msg: RedisBatchStreamMessage = MESSAGE) -> None:
-        done, error = await indexer.handle_many(_entries(batches, msg.raw_message))
+        entries = _entries(batches, msg.raw_message)
+        ids = [e.entry_id for e in entries]
+        async with claimed(batches, INDEXER_GROUP, ids):
+            done, error = await indexer.handle_many(entries)
         if error is not None:
+            # Only the first error is known: it stands for every failed entry of this read.
+            acked = set(done)
+            reclaim_batches.note_failure([i for i in ids if i not in acked], error)
             # Ack what succeeded; the failed entries stay pending for the reclaimer.
             if done:
                 await redis.xack(batches, INDEXER_GROUP, *done)
@@ -119,15 +144,19 @@ def build_broker(
         (jobs, PLANNER_GROUP, reclaim_jobs),
         (batches, INDEXER_GROUP, reclaim_batches),
     ):
-        _add_reclaimer(broker, sub(stream, group, min_idle_time=settings.reclaim_idle_ms), stream, redelivery)
+        reclaimer = sub(stream, group, min_idle_time=settings.reclaim_idle_ms)
+        _add_reclaimer(broker, reclaimer, stream, redelivery, partial(claimed, stream, group))
     return broker
 
 
 def _add_reclaimer(
-    broker: RedisBroker, stream_sub: StreamSub[Any], stream: str, redelivery: Redelivery
-) -> None:
+    broker: RedisBroker, stream_sub: StreamSub[Any], stream: str, redelivery: Redelivery,
+    claimed: Callable[[list[str]], contextlib.AbstractAsyncContextManager[None]],
+) -> None:  # fmt: skip
     async def reclaim(msg: RedisStreamMessage = MESSAGE) -> None:
         deliveries = await msg.get_delivery_count()
-        await redelivery.handle(_entries(stream, msg.raw_message)[0], deliveries)
+        entry = _entries(stream, msg.raw_message)[0]
+        async with claimed([entry.entry_id]):
+            await redelivery.handle(entry, deliveries)
 
     broker.subscriber(stream=stream_sub, parser=_raw)(reclaim)

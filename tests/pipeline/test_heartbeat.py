@@ -1,0 +1,100 @@
+"""The heartbeat: entries a handler is still working on are not reclaimed by another consumer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from pipeline.helpers import HookedEmbedder, add_listings, expected_index, push, stored_index, wait_until
+from redis.asyncio import Redis
+
+from finally_indexer.core.settings import Settings
+from finally_indexer.processor.embedding import Embedder
+from finally_indexer.processor.reclaim import keep_claimed
+from finally_indexer.processor.roles import Pipeline, serve_worker
+from finally_indexer.processor.vectorstore import VectorStore
+
+GROUP = "g"
+
+
+async def _one_read_entry(redis: Redis, stream: str, consumer: str) -> str:
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    entry_id: Any = await redis.xadd(stream, {"k": "v"})
+    await redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=1)
+    return str(entry_id.decode())
+
+
+async def _pending(redis: Redis, stream: str, entry_id: str) -> dict[str, Any]:
+    found = await redis.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
+    assert len(found) == 1
+    return dict(found[0])
+
+
+async def test_idle_entry_is_claimable_without_heartbeat(redis: Redis, settings: Settings) -> None:
+    """The control: without the heartbeat, another consumer takes the entry after the idle time."""
+    stream = f"t{settings.collection}:hb"
+    entry_id = await _one_read_entry(redis, stream, "a")
+    await asyncio.sleep(settings.reclaim_idle_ms / 1000 + 0.1)
+    _, claimed, *_ = await redis.xautoclaim(stream, GROUP, "b", settings.reclaim_idle_ms, "0-0")
+    assert [i.decode() for i, _ in claimed] == [entry_id]
+
+
+async def test_entry_under_heartbeat_is_not_claimable(redis: Redis, settings: Settings) -> None:
+    stream = f"t{settings.collection}:hb"
+    idle_ms = settings.reclaim_idle_ms
+    entry_id = await _one_read_entry(redis, stream, "a")
+    async with keep_claimed(redis, stream, GROUP, "a", [entry_id], every_s=idle_ms / 1000 / 3):
+        for _ in range(10):  # ~4 idle periods
+            await asyncio.sleep(idle_ms / 1000 / 2.5)
+            _, claimed, *_ = await redis.xautoclaim(stream, GROUP, "b", idle_ms, "0-0")
+            assert claimed == []
+    pending = await _pending(redis, stream, entry_id)
+    assert pending["consumer"] == b"a"
+    assert pending["times_delivered"] == 1
+
+
+async def test_heartbeat_does_not_pull_back_an_entry_taken_over(redis: Redis, settings: Settings) -> None:
+    """An entry another consumer claimed (after missed heartbeats) stays with that consumer."""
+    stream = f"t{settings.collection}:hb"
+    entry_id = await _one_read_entry(redis, stream, "a")
+    await redis.xclaim(stream, GROUP, "b", 0, [entry_id])
+    async with keep_claimed(redis, stream, GROUP, "a", [entry_id], every_s=0.05):
+        await asyncio.sleep(0.3)
+    pending = await _pending(redis, stream, entry_id)
+    assert pending["consumer"] == b"b"
+    assert pending["times_delivered"] == 2
+
+
+async def test_worker_does_not_reclaim_a_slow_batch(
+    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+) -> None:
+    """A batch whose embedding takes several idle periods is embedded once, not reclaimed meanwhile."""
+    slow_s = settings.reclaim_idle_ms / 1000 * 8
+
+    async def slow_first(_: Sequence[str]) -> None:
+        if len(slow.calls) == 1:
+            await asyncio.sleep(slow_s)
+
+    slow = HookedEmbedder(embedder, slow_first)
+    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=slow)
+    await add_listings(pool, 1, 5)
+    await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3, 4, 5]})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
+    bridge = asyncio.create_task(pipeline.bridge.run(stop))
+
+    async def converged() -> bool:
+        pending = (await redis.xpending(settings.batch_stream, "indexer"))["pending"]
+        same = await stored_index(store) == await expected_index(pool, settings.text_template)
+        return same and pending == 0
+
+    try:
+        await wait_until(converged)
+    finally:
+        stop.set()
+        await asyncio.gather(worker, bridge)
+    assert len(slow.calls) == 1
+    assert await redis.xlen(settings.dead_letter_stream) == 0
+    assert await pool.fetchval("SELECT deliveries FROM index_job_batches") == 1
