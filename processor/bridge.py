@@ -7,6 +7,10 @@ crash can neither lose a job (popped but not appended) nor double it (appended b
 When the list is empty the bridge blocks on ``BLMOVE list list RIGHT RIGHT``: with source equal
 to destination that is a no-op rotation, so it wakes the bridge the moment a job arrives without
 taking it; the script then moves it. No polling loop, no processing list, no duplicate window.
+
+A Redis error (a restart, a failover, a network blip) does not end :meth:`Bridge.run`: it is
+logged and retried with a capped exponential back-off until ``stop``, so a Redis restart neither
+crashes the bridge role nor, in the all-in-one role, the worker and the API beside it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Final
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from finally_indexer.core.errors import redact
 from finally_indexer.core.metrics import JOBS_BRIDGED
 
 __all__ = ["MOVE_SCRIPT", "Bridge"]
@@ -30,6 +36,11 @@ MOVE_BATCH: Final = 100
 #: Seconds one BLMOVE wake-up waits before the loop re-checks ``stop``; only bounds shutdown
 #: latency when the list stays empty (stop also interrupts the wait directly).
 WAKE_TIMEOUT_S: Final = 1
+#: Seconds before the first retry after a Redis error; doubled after each further failure.
+RETRY_FIRST_S: Final = 0.1
+#: Cap of that back-off: a restarted Redis is picked up within a few seconds, and a long outage
+#: costs one connection attempt (and one warning) per this many seconds.
+RETRY_MAX_S: Final = 5.0
 
 #: KEYS[1] = legacy list, KEYS[2] = jobs stream, ARGV[1] = how many to move at most.
 #: ``received_ms`` is built from TIME's seconds and microseconds as a string: Lua 5.1 numbers
@@ -81,10 +92,18 @@ class Bridge:
     async def run(self, stop: asyncio.Event) -> None:
         """Move jobs as they arrive until ``stop`` is set."""
         log.info("bridge_started", list=self._list, stream=self._stream)
+        backoff = RETRY_FIRST_S
         while not stop.is_set():
-            if await self.drain():
+            try:
+                if not await self.drain():
+                    await self._wait_or_stop(stop)
+            except RedisError as exc:
+                log.warning("bridge_redis_error", error=redact(repr(exc)), retry_in_s=backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
                 continue
-            await self._wait_or_stop(stop)
+            backoff = RETRY_FIRST_S
         log.info("bridge_stopped", list=self._list)
 
     async def _wait_or_stop(self, stop: asyncio.Event) -> None:
