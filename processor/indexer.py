@@ -27,6 +27,7 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
+from finally_indexer.core.errors import redact
 from finally_indexer.core.metrics import END_TO_END_SECONDS, FAILURES, LISTINGS
 from finally_indexer.db import failures, jobs, products, state
 from finally_indexer.db.failures import Failure
@@ -114,7 +115,7 @@ class Indexer:
         errors = [r for r in results if isinstance(r, BaseException)]
         for entry, result in zip(entries, results, strict=True):
             if isinstance(result, BaseException):
-                log.warning("batch_failed", entry_id=entry.entry_id, error=repr(result))
+                log.warning("batch_failed", entry_id=entry.entry_id, error=redact(repr(result)))
         return done, errors[0] if errors else None
 
     async def _bounded(self, entry: StreamEntry) -> None:

@@ -142,8 +142,10 @@ class Pipeline:
         """Process everything queued (list, streams, pending entries once reclaimable) and return.
 
         Returns when the legacy list is empty and both groups have nothing undelivered or pending;
-        entries that keep failing are dead-lettered after ``MAX_DELIVERIES``, so this terminates.
-        Raises ``TimeoutError`` after ``timeout_s``.
+        entries that keep failing transiently are dead-lettered after ``MAX_DELIVERIES``. Entries
+        failing on a misconfiguration are never dead-lettered (they wait for the fix), so then this
+        raises ``TimeoutError`` after ``timeout_s``, as it does for anything else that never idles.
+        Drain mode has no heartbeat: keep ``RECLAIM_IDLE_MS`` above the slowest batch here.
         """
         report = DrainReport()
         deadline = time.monotonic() + timeout_s
