@@ -160,9 +160,14 @@ class FailureFilter:
         return " AND ".join(clauses)
 
 
-_FAILURE_COLUMNS = """
-    id, operation_type, product_id, job_id, reason, error_class, error_message, payload, stream,
-    entry_id, created_at, last_attempt_at, retry_count, requeued_at, resolved_at, resolution
+#: Bytes of a raw payload shown per failure row: a page of 500 rows stays small even when a
+#: producer sent megabyte-sized jobs (the whole payload stays in the table for replay).
+PAYLOAD_PREVIEW_BYTES = 4096
+
+_FAILURE_COLUMNS = f"""
+    id, operation_type, product_id, job_id, reason, error_class, error_message,
+    substring(payload FROM 1 FOR {PAYLOAD_PREVIEW_BYTES}) AS payload, octet_length(payload) AS payload_bytes,
+    stream, entry_id, created_at, last_attempt_at, retry_count, requeued_at, resolved_at, resolution
 """
 
 

@@ -58,17 +58,27 @@ async def list_failures(
 
 
 def failure_view(row: asyncpg.Record) -> FailureView:
-    """One row, its raw payload shown as UTF-8 text when it decodes, else base64."""
+    """One row, its raw payload (first bytes only) as UTF-8 text when it decodes, else base64."""
     fields = {key: row[key] for key in row.keys()}  # noqa: SIM118 -- Record is not a Mapping
     raw: bytes | None = fields.pop("payload")
-    text: str | None = None
-    encoding: Literal["utf-8", "base64"] | None = None
-    if raw is not None:
+    size: int | None = fields.pop("payload_bytes", None)
+    truncated = raw is not None and size is not None and size > len(raw)
+    text, encoding = _show(raw, truncated=truncated)
+    return FailureView(
+        **fields, payload=text, payload_encoding=encoding, payload_bytes=size, payload_truncated=truncated
+    )
+
+
+def _show(raw: bytes | None, *, truncated: bool) -> tuple[str | None, Literal["utf-8", "base64"] | None]:
+    if raw is None:
+        return None, None
+    # a preview may end inside a multi-byte character: drop up to 3 trailing bytes before giving up
+    for cut in range(4 if truncated else 1):
         try:
-            text, encoding = raw.decode("utf-8"), "utf-8"
+            return raw[: len(raw) - cut].decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            text, encoding = base64.b64encode(raw).decode(), "base64"
-    return FailureView(**fields, payload=text, payload_encoding=encoding)
+            continue
+    return base64.b64encode(raw).decode(), "base64"
 
 
 @post(

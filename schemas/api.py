@@ -212,8 +212,12 @@ class FailureView(BaseModel):
     reason: str
     error_class: str
     error_message: str
-    payload: str | None = Field(description="The raw job: UTF-8 text when decodable, else base64.")
+    payload: str | None = Field(
+        description="The raw job (its first 4 KiB): UTF-8 text when decodable, else base64."
+    )
     payload_encoding: Literal["utf-8", "base64"] | None
+    payload_bytes: int | None = Field(default=None, description="Size of the whole raw job.")
+    payload_truncated: bool = Field(default=False, description="True when `payload` shows only the start.")
     stream: str | None
     entry_id: str | None
     created_at: datetime
