@@ -17,7 +17,7 @@ from finally_indexer.core.errors import DependencyUnavailable
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import retries
 from finally_indexer.http.deps import AppDeps
-from finally_indexer.schemas.messages import JobEntry, JobSource
+from finally_indexer.schemas.messages import JobEntry, JobSource, as_text
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +61,7 @@ async def enqueue_job(
     except RedisError as exc:
         await retries.fail_job(deps.pool, job.job_id, f"could not queue: {exc!r}")
         raise DependencyUnavailable(f"redis: {exc!r}") from exc
-    entry_str = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    entry_str = as_text(entry_id)
     await retries.set_stream_entry(deps.pool, job.job_id, entry_str)
     log.info(
         "job_queued",

@@ -12,6 +12,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from finally_indexer.schemas.messages import as_text
+
 #: A consumer that touched the group (read, claim, ack) less than this long ago counts as alive.
 #: Subscribers poll with blocking reads of a few seconds, so a live one stays far below it.
 CONSUMER_ALIVE_MS = 30_000
@@ -44,10 +46,6 @@ class StreamStats:
     group: GroupStats
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def stream_stats(redis: Redis, name: str, role: str, group: str) -> StreamStats:
     """Length of ``name`` and the state of ``group`` on it (zeros when either does not exist)."""
     length = int(await redis.xlen(name))
@@ -55,7 +53,7 @@ async def stream_stats(redis: Redis, name: str, role: str, group: str) -> Stream
         groups = await redis.xinfo_groups(name)
     except ResponseError:  # no such key: the stream was never written
         groups = []
-    info = next((g for g in groups if _s(g["name"]) == group), None)
+    info = next((g for g in groups if as_text(g["name"]) == group), None)
     if info is None:
         return StreamStats(name, role, length, GroupStats(group, False, length, True, 0, 0.0, 0, 0))
     lag, exact = await _lag(redis, name, info)
@@ -69,7 +67,7 @@ async def stream_stats(redis: Redis, name: str, role: str, group: str) -> Stream
 async def _lag(redis: Redis, name: str, info: dict[str, Any]) -> tuple[int, bool]:
     if info.get("lag") is not None:
         return int(info["lag"]), True
-    last = _s(info["last-delivered-id"])
+    last = as_text(info["last-delivered-id"])
     undelivered = await redis.xrange(name, min=f"({last}", max="+", count=LAG_COUNT_CAP) or []
     if len(undelivered) < LAG_COUNT_CAP:
         return len(undelivered), True

@@ -17,7 +17,7 @@ import structlog
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from finally_indexer.schemas.messages import Event, EventType
+from finally_indexer.schemas.messages import Event, EventType, as_text
 
 log = structlog.get_logger(__name__)
 
@@ -64,9 +64,9 @@ class ThroughputTracker:
         for _ in range(MAX_PAGES):
             entries = await redis.xrange(self.stream, min=start, max="+", count=PAGE) or []
             for entry_id, fields in entries:
-                self._add(self._decode(entry_id), fields or {})
+                self._add(as_text(entry_id), fields or {})
             if entries:
-                self._last_id = self._decode(entries[-1][0])
+                self._last_id = as_text(entries[-1][0])
                 start = f"({self._last_id}"
             if len(entries) < PAGE:
                 break
@@ -90,7 +90,3 @@ class ThroughputTracker:
         bucket["batches"] += 1
         bucket["failed"] += event.counts.get("failed", 0)
         bucket["listings"] += sum(n for k, n in event.counts.items() if k != "failed")
-
-    @staticmethod
-    def _decode(entry_id: bytes | str | None) -> str:
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

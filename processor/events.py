@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from finally_indexer.core.constants import EVENTS_MAXLEN
-from finally_indexer.schemas.messages import Event
+from finally_indexer.schemas.messages import Event, as_text
 
 __all__ = ["EventLog"]
 
@@ -37,7 +37,7 @@ class EventLog:
         entry_id = await self._redis.xadd(
             self._stream, event.to_fields(), maxlen=self._maxlen, approximate=True
         )
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return as_text(entry_id)
 
     async def extend(self, events: Iterable[Event]) -> None:
         """Append several events in one round trip."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from redis.asyncio import Redis
@@ -23,6 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from finally_indexer.core.constants import INDEXER_GROUP, PLANNER_GROUP
 from finally_indexer.core.settings import Settings
+from finally_indexer.schemas.messages import as_text
 
 __all__ = [
     "DEAD_CONSUMER_IDLE_MS",
@@ -45,23 +46,19 @@ def _id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def _safe_bound(redis: Redis, stream: str, group: str) -> str | None:
     """The smallest id the group still needs (oldest pending, else last delivered); None if no group."""
     try:
         groups = await redis.xinfo_groups(stream)
     except ResponseError:  # the stream does not exist yet
         return None
-    info = next((g for g in groups if _text(g["name"]) == group), None)
+    info = next((g for g in groups if as_text(g["name"]) == group), None)
     if info is None:
         return None
-    bound = _text(info["last-delivered-id"])
+    bound = as_text(info["last-delivered-id"])
     pending = await redis.xpending(stream, group)
     if pending["pending"]:
-        bound = min(bound, _text(pending["min"]), key=_id_key)
+        bound = min(bound, as_text(pending["min"]), key=_id_key)
     return bound
 
 
@@ -90,9 +87,9 @@ async def forget_dead_consumers(
     except ResponseError:
         return []
     gone = [
-        _text(c["name"])
+        as_text(c["name"])
         for c in consumers
-        if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms and _text(c["name"]) != keep
+        if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms and as_text(c["name"]) != keep
     ]
     for name in gone:
         await redis.xgroup_delconsumer(stream, group, name)

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from finally_indexer.core.errors import ConfigurationError, redact
 from finally_indexer.core.metrics import CONFIGURATION_ERRORS, REDELIVERIES
 from finally_indexer.processor.deadletter import StreamEntry
+from finally_indexer.schemas.messages import as_text
 
 __all__ = ["LastErrors", "Redelivery", "claim_idle", "keep_claimed"]
 
@@ -213,10 +214,21 @@ async def claim_idle(
 ) -> list[tuple[StreamEntry, int]]:
     """Claim up to ``count`` entries idle for ``min_idle_ms``; each with its delivery count."""
     _, claimed, *_ = await redis.xautoclaim(stream, group, consumer, min_idle_ms, "0-0", count=count)
-    out: list[tuple[StreamEntry, int]] = []
-    for raw_id, fields in claimed:
-        entry_id = raw_id.decode()
-        pending = await redis.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
-        deliveries = int(pending[0]["times_delivered"]) if pending else 1
-        out.append((StreamEntry(stream, entry_id, dict(fields)), deliveries))
-    return out
+    if not claimed:
+        return []
+    entries = [StreamEntry(stream, as_text(raw_id), dict(fields)) for raw_id, fields in claimed]
+    # one XPENDING over the claimed range, for this consumer, gives every delivery count at once
+    pending = await redis.xpending_range(
+        stream,
+        group,
+        min=entries[0].entry_id,
+        max=entries[-1].entry_id,
+        count=len(entries),
+        consumername=consumer,
+    )
+    counts = {as_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+    for e in entries:  # other entries of ours inside the range may have used up the count
+        if e.entry_id not in counts:
+            one = await redis.xpending_range(stream, group, min=e.entry_id, max=e.entry_id, count=1)
+            counts[e.entry_id] = int(one[0]["times_delivered"]) if one else 1
+    return [(e, counts[e.entry_id]) for e in entries]

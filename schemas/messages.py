@@ -20,8 +20,9 @@ SCHEMA_VERSION = 1
 Scope = Literal["all", "ids", "changed"]
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def as_text(value: object) -> str:
+    """A Redis reply value (bytes from a client without ``decode_responses``) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class JobSource(StrEnum):
@@ -57,13 +58,13 @@ class JobEntry(BaseModel):
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> JobEntry:
-        f = {_s(k): v for k, v in fields.items()}
+        f = {as_text(k): v for k, v in fields.items()}
         payload = f.get("payload", b"")
         return cls(
             payload=payload if isinstance(payload, bytes) else str(payload).encode(),
-            source=JobSource(_s(f.get("source", "legacy"))),
-            received_ms=int(_s(f.get("received_ms", "0")) or 0),
-            v=int(_s(f.get("v", "1")) or 1),
+            source=JobSource(as_text(f.get("source", "legacy"))),
+            received_ms=int(as_text(f.get("received_ms", "0")) or 0),
+            v=int(as_text(f.get("v", "1")) or 1),
         )
 
 
@@ -93,7 +94,7 @@ class BatchMessage(BaseModel):
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> BatchMessage:
-        f = {_s(k): _s(v) for k, v in fields.items()}
+        f = {as_text(k): as_text(v) for k, v in fields.items()}
         return cls(
             job_id=f["job_id"],
             seq=int(f["seq"]),
@@ -137,5 +138,5 @@ class Event(BaseModel):
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> Event:
-        f = {_s(k): _s(v) for k, v in fields.items()}
+        f = {as_text(k): as_text(v) for k, v in fields.items()}
         return cls.model_validate_json(f["event"])
