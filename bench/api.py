@@ -22,6 +22,7 @@ import httpx
 from redis.asyncio import Redis
 
 from finally_indexer.core.logging import configure_logging
+from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import load_settings
 from finally_indexer.db.dev_schema import ensure_dev_products
 from finally_indexer.db.migrate import upgrade
@@ -30,7 +31,7 @@ from finally_indexer.db.seed_demo import seed_demo
 from finally_indexer.devenv.servers import dev_servers
 from finally_indexer.http.app import AppDeps, create_app
 from finally_indexer.http.server import bound_port, build_server, start_in_background
-from finally_indexer.processor.roles import Pipeline, serve_worker
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
 
 

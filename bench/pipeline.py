@@ -26,6 +26,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from finally_indexer.core.logging import configure_logging
+from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.db.dev_schema import ensure_dev_products
 from finally_indexer.db.migrate import upgrade
@@ -33,7 +34,7 @@ from finally_indexer.db.pool import create_pool
 from finally_indexer.devenv.servers import dev_servers
 from finally_indexer.processor.bridge import Bridge
 from finally_indexer.processor.embedders.factory import build_embedder
-from finally_indexer.processor.roles import Pipeline, serve_worker
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
 from finally_indexer.processor.vectorstore import ListingPoint

@@ -1,8 +1,8 @@
 """The ``finally-indexer`` command: one entrypoint for every role, parsing settings once.
 
 Each subcommand is a small async function taking the settings, its arguments and a ``stop``
-event that SIGINT/SIGTERM set (a second signal cancels outright). The role implementations are
-imported inside the commands so that ``--help`` and ``check-config`` work without loading them.
+event that SIGINT/SIGTERM set (a second signal cancels outright); the roles themselves are in
+:mod:`finally_indexer.core.roles`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,17 @@ from typing import Any
 
 import structlog
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
+from finally_indexer.core import roles
 from finally_indexer.core.errors import ConfigurationError
 from finally_indexer.core.logging import configure_logging
 from finally_indexer.core.settings import Settings, load_settings
-from finally_indexer.devenv._process import ServerError
+from finally_indexer.db.dev_schema import ensure_dev_products
+from finally_indexer.db.migrate import upgrade
+from finally_indexer.db.pool import create_pool
+from finally_indexer.db.seed_demo import seed_demo
+from finally_indexer.devenv.servers import DEV_POSTGRES_PORT, DEV_REDIS_PORT, ServerError, dev_servers
 
 log = structlog.get_logger(__name__)
 
@@ -36,38 +42,25 @@ EXIT_FAILURE = 1
 DEMO_LISTINGS = 30_000
 
 
-class MissingComponentError(RuntimeError):
-    """A part of the service this command needs is not installed (or not written yet)."""
-
-
 def _say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
-def _require(module: str, name: str) -> Any:
-    """``module.name``, imported now; a clear error instead of a traceback when it is missing."""
-    try:
-        mod = __import__(f"finally_indexer.{module}", fromlist=[name])
-        return getattr(mod, name)
-    except (ImportError, AttributeError) as exc:
-        raise MissingComponentError(f"finally_indexer.{module}.{name} is not available: {exc}") from None
-
-
 # --- commands -----------------------------------------------------------------------------------
 async def cmd_api(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
     """The control API and dashboard (Litestar on uvicorn)."""
-    await _require("http.server", "serve_api")(settings, stop=stop)
+    await roles.run_api(settings, stop=stop)
 
 
 async def cmd_worker(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
     """Planner, indexer and reclaimers: consume the jobs and batch streams."""
-    await _require("processor.roles", "run_worker")(settings, stop=stop)
+    await roles.run_worker(settings, stop=stop)
 
 
 async def cmd_bridge(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
     """Move legacy LPUSH jobs into the jobs stream."""
-    await _require("processor.roles", "run_bridge")(settings, stop=stop)
+    await roles.run_bridge(settings, stop=stop)
 
 
 async def cmd_migrate(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
@@ -78,14 +71,14 @@ async def cmd_migrate(settings: Settings, _args: argparse.Namespace, _stop: asyn
 async def cmd_dev_schema(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
     """Create the development ``products`` table (never in production: the scraper owns it)."""
     async with _pool(settings) as pool:
-        await _require("db.dev_schema", "ensure_dev_products")(pool)
+        await ensure_dev_products(pool)
     _say("products table ready")
 
 
 async def cmd_seed_demo(settings: Settings, args: argparse.Namespace, _stop: asyncio.Event) -> None:
     """Insert generated demo listings into ``products``."""
     async with _pool(settings) as pool:
-        inserted = await _require("db.seed_demo", "seed_demo")(pool, count=args.count, seed=args.seed)
+        inserted = await seed_demo(pool, count=args.count, seed=args.seed)
     _say(f"inserted {inserted} demo listings")
 
 
@@ -98,12 +91,6 @@ async def cmd_check_config(settings: Settings, _args: argparse.Namespace, _stop:
 
 async def cmd_up(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
     """Everything on one machine: embedded Redis and PostgreSQL, migrations, demo data, all roles."""
-    from finally_indexer.devenv.servers import (  # noqa: PLC0415 - only ``up`` needs the servers
-        DEV_POSTGRES_PORT,
-        DEV_REDIS_PORT,
-        dev_servers,
-    )
-
     root = Path(args.data_dir)
     redis_port = args.redis_port or DEV_REDIS_PORT
     postgres_port = args.postgres_port or DEV_POSTGRES_PORT
@@ -122,20 +109,19 @@ async def cmd_up(settings: Settings, args: argparse.Namespace, stop: asyncio.Eve
         if args.initial_sync:
             await _queue_initial_sync(settings)
         _say(_banner(settings, urls.redis_url, urls.postgres_dsn))
-        await _require("processor.roles", "run_all")(settings, stop=stop)
+        await roles.run_all(settings, stop=stop)
     log.info("dev_servers_stopped")
 
 
 # --- helpers ------------------------------------------------------------------------------------
 async def _migrate(settings: Settings) -> None:
-    upgrade = _require("db.migrate", "upgrade")
     await asyncio.to_thread(upgrade, settings.postgres_dsn(), schema=settings.postgres_schema)
     log.info("migrated", schema=settings.postgres_schema or "public")
 
 
 @contextlib.asynccontextmanager
 async def _pool(settings: Settings) -> Any:
-    pool = await _require("db.pool", "create_pool")(settings)
+    pool = await create_pool(settings)
     try:
         yield pool
     finally:
@@ -145,9 +131,8 @@ async def _pool(settings: Settings) -> Any:
 async def _prepare_dev_database(settings: Settings, *, seed_count: int) -> None:
     await _migrate(settings)
     async with _pool(settings) as pool:
-        await _require("db.dev_schema", "ensure_dev_products")(pool)
+        await ensure_dev_products(pool)
         if seed_count and not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM products)"):
-            seed_demo = _require("db.seed_demo", "seed_demo")
             inserted = await seed_demo(pool, count=seed_count, seed=42)
             log.info("demo_listings_seeded", n=inserted)
 
@@ -158,8 +143,6 @@ async def _queue_initial_sync(settings: Settings) -> None:
     Scope "changed" embeds only listings not yet in the collection with their current content, so
     a restart after a full load costs no embedding call.
     """
-    from redis.asyncio import Redis  # noqa: PLC0415
-
     job = {
         "operation": "sync",
         "product_ids": "all",
@@ -278,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_CONFIG
-    except (MissingComponentError, ServerError) as exc:
+    except ServerError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_FAILURE
     except asyncio.CancelledError:

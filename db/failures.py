@@ -1,14 +1,39 @@
-"""Queries on ``failed_operations``: recording failures for operators and resolving them on success."""
+"""Every query on ``failed_operations``: recording failures, resolving them, browsing and re-queueing.
+
+Re-queued failures keep their rows (history): ``retry_count`` grows and ``requeued_at``,
+``resolved_at`` and ``resolution = 'requeued'`` are set — the row is handled. If the retry fails
+again, the pipeline records a new row, so "open" always means "nobody has acted on it yet" and
+a second ``POST /retry {"all": true}`` never re-queues the same failure twice. Rows named by id
+are re-queued whatever their state (an operator's explicit request).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
 
 from finally_indexer.core.errors import redact
-from finally_indexer.db.products import DB
+from finally_indexer.db.pool import DB
 
-__all__ = ["Failure", "record_failures", "resolve_succeeded"]
+__all__ = [
+    "PAYLOAD_PREVIEW_BYTES",
+    "Failure",
+    "FailureCounts",
+    "FailureFilter",
+    "RetryCandidate",
+    "failure_counts",
+    "failures_by_reason",
+    "failures_page",
+    "lock_open_failures",
+    "mark_requeued",
+    "recent_failures",
+    "record_failures",
+    "resolve_succeeded",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +93,163 @@ async def resolve_succeeded(db: DB, product_ids: Sequence[int]) -> None:
     """Close the open failures of listings that have now been processed successfully."""
     if product_ids:
         await db.execute(_RESOLVE, list(product_ids))
+
+
+# --- reading ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class FailureCounts:
+    """Totals over ``failed_operations``."""
+
+    total: int
+    open: int
+    last_hour: int
+    last_attempt_at: datetime | None
+
+
+async def failure_counts(conn: DB) -> FailureCounts:
+    """Total, open (unresolved) and last-hour failures."""
+    row = await conn.fetchrow(
+        """
+        SELECT count(*)::bigint AS total,
+               count(*) FILTER (WHERE resolved_at IS NULL)::bigint AS open,
+               count(*) FILTER (WHERE created_at > now() - interval '1 hour')::bigint AS last_hour,
+               max(last_attempt_at) AS last_at
+        FROM failed_operations
+        """
+    )
+    if row is None:  # an aggregate without GROUP BY always yields a row
+        raise RuntimeError("no row from the failure counts")
+    return FailureCounts(row["total"], row["open"], row["last_hour"], row["last_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class FailureFilter:
+    """Filters shared by ``GET /failures`` and ``POST /retry`` (combined with AND)."""
+
+    ids: list[int] | None = None
+    product_ids: list[int] | None = None
+    operation_type: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    open_only: bool = False
+
+    def where(self, args: list[Any]) -> str:
+        """The SQL condition; appends its parameters to ``args`` (numbered from ``len(args)+1``)."""
+        clauses = ["true"]
+
+        def add(sql: str, value: Any) -> None:
+            args.append(value)
+            clauses.append(sql.format(f"${len(args)}"))
+
+        if self.ids is not None:
+            add("id = ANY({})", self.ids)
+        if self.product_ids is not None:
+            add("product_id = ANY({})", self.product_ids)
+        if self.operation_type is not None:
+            add("operation_type = {}", self.operation_type)
+        if self.reason is not None:
+            add("reason = {}", self.reason)
+        if self.since is not None:
+            add("created_at >= {}", self.since)
+        if self.until is not None:
+            add("created_at < {}", self.until)
+        if self.open_only:
+            clauses.append("resolved_at IS NULL")
+        return " AND ".join(clauses)
+
+
+#: Bytes of a raw payload shown per failure row: a page of 500 rows stays small even when a
+#: producer sent megabyte-sized jobs (the whole payload stays in the table for replay).
+PAYLOAD_PREVIEW_BYTES = 4096
+
+_FAILURE_COLUMNS = f"""
+    id, operation_type, product_id, job_id, reason, error_class, error_message,
+    substring(payload FROM 1 FOR {PAYLOAD_PREVIEW_BYTES}) AS payload, octet_length(payload) AS payload_bytes,
+    stream, entry_id, created_at, last_attempt_at, retry_count, requeued_at, resolved_at, resolution
+"""
+
+
+async def failures_page(
+    conn: DB, flt: FailureFilter, *, limit: int, before_id: int | None
+) -> list[asyncpg.Record]:
+    """Rows matching ``flt``, newest first (keyset pagination on ``id``)."""
+    args: list[Any] = []
+    where = flt.where(args)
+    if before_id is not None:
+        args.append(before_id)
+        where += f" AND id < ${len(args)}"
+    args.append(limit)
+    return await conn.fetch(
+        f"SELECT {_FAILURE_COLUMNS} FROM failed_operations WHERE {where} ORDER BY id DESC LIMIT ${len(args)}",  # noqa: S608 -- $n parameters
+        *args,
+    )
+
+
+async def failures_by_reason(conn: DB, flt: FailureFilter) -> list[asyncpg.Record]:
+    """Matching rows grouped by reason, most frequent first, with the latest message as example."""
+    args: list[Any] = []
+    where = flt.where(args)
+    return await conn.fetch(
+        f"""
+        SELECT reason,
+               count(*)::bigint AS count,
+               count(*) FILTER (WHERE resolved_at IS NULL)::bigint AS open,
+               array_agg(DISTINCT operation_type ORDER BY operation_type) AS operation_types,
+               min(created_at) AS first_at,
+               max(created_at) AS last_at,
+               (array_agg(error_message ORDER BY id DESC))[1] AS example
+        FROM failed_operations
+        WHERE {where}
+        GROUP BY reason
+        ORDER BY count DESC, reason
+        """,  # noqa: S608 -- constant fragments; values are $n parameters
+        *args,
+    )
+
+
+async def recent_failures(conn: DB, limit: int = 10) -> list[asyncpg.Record]:
+    """The latest failures (any state), newest first."""
+    return await failures_page(conn, FailureFilter(), limit=limit, before_id=None)
+
+
+# --- re-queueing -----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RetryCandidate:
+    """An open failure selected for re-queueing."""
+
+    id: int
+    operation_type: str
+    product_id: int | None
+    payload: bytes | None
+
+
+async def lock_open_failures(conn: DB, flt: FailureFilter, *, limit: int) -> list[RetryCandidate]:
+    """Failures matching ``flt`` (only open ones unless ids are named), oldest first, locked.
+
+    ``SKIP LOCKED`` lets two concurrent ``POST /retry`` calls split the rows instead of both
+    re-queueing them.
+    """
+    args: list[Any] = []
+    where = replace(flt, open_only=not flt.ids).where(args)
+    args.append(limit)
+    rows = await conn.fetch(
+        f"""
+        SELECT id, operation_type, product_id, payload FROM failed_operations
+        WHERE {where} ORDER BY id LIMIT ${len(args)} FOR UPDATE SKIP LOCKED
+        """,  # noqa: S608 -- constant fragments; values are $n parameters
+        *args,
+    )
+    return [RetryCandidate(r["id"], r["operation_type"], r["product_id"], r["payload"]) for r in rows]
+
+
+async def mark_requeued(conn: DB, ids: Sequence[int]) -> None:
+    """Record that these rows were put back on the jobs stream."""
+    await conn.execute(
+        """
+        UPDATE failed_operations
+        SET retry_count = retry_count + 1, requeued_at = now(), resolved_at = now(), resolution = 'requeued'
+        WHERE id = ANY($1)
+        """,
+        list(ids),
+    )

@@ -1,7 +1,10 @@
-"""Queries on ``index_jobs`` and ``index_job_batches``: planning, progress and completion.
+"""Every write to ``index_jobs`` and ``index_job_batches``: queueing, planning, progress, completion.
 
-A batch counts toward its job once: its row leaves ``pending`` once (``WHERE status = 'pending'``),
-however often its message is delivered. A job finishes when none of its batches is pending.
+A job queued by the API gets its row *before* its stream entry exists (``GET /jobs/{id}`` answers
+from the first millisecond); the planner inserts the rows of legacy jobs, and fills in the plan of
+every job. A batch counts toward its job once: its row leaves ``pending`` once
+(``WHERE status = 'pending'``), however often its message is delivered. A job finishes when none
+of its batches is pending.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from finally_indexer.db.products import DB
+from finally_indexer.db.pool import DB
+from finally_indexer.schemas.jobs import Job
 
 __all__ = [
     "BatchCounts",
-    "JobRow",
     "complete_batch",
     "fail_batch",
     "fail_job",
@@ -25,22 +28,8 @@ __all__ = [
     "lock_job",
     "mark_planned",
     "pending_batches",
+    "set_stream_entry",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    """A job as the planner inserts it."""
-
-    job_id: str
-    operation: str
-    scope: str  # all | ids | changed
-    product_ids: list[int] | None
-    force: bool
-    source: str
-    requested_by: str | None
-    stream_entry_id: str
-    external_id: str | None = None  # the producer's own job_id of a legacy job (may repeat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +42,12 @@ class BatchCounts:
     failed: int = 0
 
 
+# ``total`` is known at once for a list of ids; the planner sets it for "all".
 _INSERT_JOB = """
 INSERT INTO index_jobs (
-    job_id, operation, scope, product_ids, force, source, requested_by, stream_entry_id, external_id
+    job_id, operation, scope, product_ids, force, source, requested_by, stream_entry_id, external_id, total
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce(cardinality($4::bigint[]), 0))
 ON CONFLICT (job_id) DO UPDATE SET stream_entry_id = COALESCE(index_jobs.stream_entry_id, EXCLUDED.stream_entry_id)
 """
 _INSERT_BATCH = """
@@ -95,12 +85,19 @@ RETURNING j.status
 """
 
 
-async def insert_job(db: DB, job: JobRow) -> None:
-    """Insert ``job`` unless it exists (the API inserts its jobs as 'pending' before publishing)."""
+async def insert_job(db: DB, job: Job, *, stream_entry_id: str | None = None) -> None:
+    """Insert ``job`` as 'pending' unless it exists (then only a missing stream entry id is filled in)."""
     await db.execute(
-        _INSERT_JOB, job.job_id, job.operation, job.scope, job.product_ids, job.force,
-        job.source, job.requested_by, job.stream_entry_id, job.external_id,
+        _INSERT_JOB, job.job_id, job.operation.value, job.scope, job.product_ids, job.force,
+        job.source.value, job.requested_by, stream_entry_id, job.external_id,
     )  # fmt: skip
+
+
+async def set_stream_entry(db: DB, job_id: str, entry_id: str) -> None:
+    """Remember the job's entry id on the jobs stream."""
+    await db.execute(
+        "UPDATE index_jobs SET stream_entry_id = $2, updated_at = now() WHERE job_id = $1", job_id, entry_id
+    )
 
 
 async def lock_job(db: DB, job_id: str) -> asyncpg.Record | None:
@@ -158,7 +155,7 @@ async def finish_job_if_done(db: DB, job_id: str) -> str | None:
 
 
 async def fail_job(db: DB, job_id: str, error: str) -> None:
-    """Mark a job that could not be planned as failed (its entry was dead-lettered)."""
+    """Mark an unfinished job failed: it could not be queued, or its entry was dead-lettered."""
     await db.execute(
         "UPDATE index_jobs SET status = 'failed', error = $2, finished_at = now(), updated_at = now() "
         "WHERE job_id = $1 AND status IN ('pending', 'running')",

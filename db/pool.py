@@ -14,10 +14,11 @@ import asyncio
 import json
 import re
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 from finally_indexer.core.errors import ConfigurationError, DependencyUnavailable
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "DB",
     "PING_TIMEOUT_S",
     "create_pool",
     "ping",
@@ -35,6 +37,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+#: Anything queries can run on: the pool (one statement, autocommit) or one connection (transactions).
+DB: TypeAlias = "asyncpg.Pool[Any] | asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 #: Seconds to wait for a TCP connection and the server's greeting. A reachable server answers
 #: in milliseconds; waiting longer only delays the report that it is down.

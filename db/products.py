@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeAlias
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+
+from finally_indexer.db.pool import DB
 
 __all__ = [
-    "DB",
     "fetch_listings",
     "mark_converted",
     "mark_unconverted",
@@ -22,9 +21,6 @@ __all__ = [
     "scan_ids",
     "scan_orphan_ids",
 ]
-
-#: Anything queries can run on: the pool (one statement, autocommit) or one connection (transactions).
-DB: TypeAlias = "asyncpg.Pool[Any] | asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 _FETCH = """
 SELECT id, title, url, img_url, price, content, odo, mileage, brand, year, updated_at, is_conversion

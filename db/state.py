@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from finally_indexer.db.products import DB
+from finally_indexer.db.pool import DB
 
 __all__ = ["IndexedListing", "delete_states", "fetch_models", "upsert_states"]
 

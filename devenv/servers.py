@@ -10,8 +10,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from finally_indexer.devenv._process import ServerError
 from finally_indexer.devenv.postgres import PostgresServer
 from finally_indexer.devenv.redis import RedisServer
+
+__all__ = [
+    "DEV_POSTGRES_PORT",
+    "DEV_REDIS_PORT",
+    "DevServerUrls",
+    "ServerError",
+    "dev_servers",
+    "session_dir",
+]
 
 #: Ports ``up`` prefers, away from the usual 6379/5432 so a system server does not collide.
 DEV_REDIS_PORT = 56379

@@ -10,8 +10,7 @@ import structlog
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.db.pool import create_pool
-from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.pipeline import Connections
 from finally_indexer.processor.vectorstore import VectorStore
 
 log = structlog.get_logger(__name__)
@@ -26,6 +25,10 @@ else:
 #: Redis calls of the API are short; a dead server must fail a request quickly, not hang it.
 REDIS_CONNECT_TIMEOUT_S = 1.0
 REDIS_SOCKET_TIMEOUT_S = 5.0
+REDIS_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+}
 
 
 @dataclass(slots=True)
@@ -38,14 +41,9 @@ class AppDeps:
 
     @classmethod
     async def open(cls, settings: Settings) -> AppDeps:
-        """Connect to PostgreSQL, Redis and the vector store named by ``settings``."""
-        pool = await create_pool(settings)
-        try:
-            store = build_vector_store(settings)
-        except BaseException:
-            await pool.close()
-            raise
-        return cls(pool=pool, redis=redis_client(settings), store=store)
+        """Connect to PostgreSQL, Redis and the vector store named by ``settings`` (no embedder)."""
+        conns = await Connections.open(settings, with_embedder=False, redis_options=REDIS_OPTIONS)
+        return cls(pool=conns.pool, redis=conns.redis, store=conns.store)
 
     async def aclose(self) -> None:
         """Close all three; one failing to close does not keep the others open."""
@@ -62,8 +60,4 @@ class AppDeps:
 
 def redis_client(settings: Settings) -> Redis:
     """A Redis client with short timeouts (bytes in, bytes out: raw job payloads stay raw)."""
-    return Redis.from_url(
-        settings.redis_dsn(),
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-    )
+    return Redis.from_url(settings.redis_dsn(), **REDIS_OPTIONS)

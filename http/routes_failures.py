@@ -14,12 +14,12 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.db import reports
-from finally_indexer.db.reports import FailureFilter
+from finally_indexer.db import failures
+from finally_indexer.db.failures import FailureFilter
 from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.openapi import json_body
-from finally_indexer.http.requeue import requeue
+from finally_indexer.processor.enqueue import requeue_failures
 from finally_indexer.schemas.api import FailurePage, FailureView, ReasonSummary, RetryRequest, RetryResult
 
 MAX_PAGE = 500
@@ -46,8 +46,8 @@ async def list_failures(
         since=since,
         open_only=open_only,
     )
-    rows = await reports.failures_page(deps.pool, flt, limit=limit + 1, before_id=before_id)
-    groups = await reports.failures_by_reason(deps.pool, flt)
+    rows = await failures.failures_page(deps.pool, flt, limit=limit + 1, before_id=before_id)
+    groups = await failures.failures_by_reason(deps.pool, flt)
     page = rows[:limit]
     return FailurePage(
         items=[failure_view(r) for r in page],
@@ -106,7 +106,9 @@ async def retry(
         since=data.since,
         until=data.until,
     )
-    return await requeue(deps, settings, flt, limit=data.limit)
+    return await requeue_failures(
+        deps.pool, deps.redis, jobs_stream=settings.jobs_stream, flt=flt, limit=data.limit
+    )
 
 
 ROUTES: list[ControllerRouterHandler] = [list_failures, retry]

@@ -15,11 +15,10 @@ from finally_indexer.core.settings import Settings
 from finally_indexer.db import reports
 from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
 from finally_indexer.http.deps import AppDeps
-from finally_indexer.http.enqueue import enqueue_job
 from finally_indexer.http.job_views import job_view
 from finally_indexer.http.openapi import json_body
+from finally_indexer.processor.enqueue import enqueue_job
 from finally_indexer.schemas.api import JobView, SyncAccepted, SyncRequest
-from finally_indexer.schemas.messages import JobSource
 
 
 @post(
@@ -36,17 +35,7 @@ async def sync(
     deps: NamedDependency[AppDeps],
     settings: NamedDependency[Settings],
 ) -> Response[SyncAccepted]:
-    ids = None if data.product_ids == "all" else data.product_ids
-    job_id = await enqueue_job(
-        deps,
-        settings,
-        operation=data.operation.value,
-        product_ids=ids,
-        scope=data.job_scope,
-        force=data.force,
-        source=JobSource.API,
-        requested_by=data.requested_by,
-    )
+    job_id = await enqueue_job(deps.pool, deps.redis, jobs_stream=settings.jobs_stream, job=data.to_job())
     location = f"/jobs/{job_id}"
     body = SyncAccepted(job_id=job_id, status="pending", links={"self": location, "status": "/status"})
     return Response(body, status_code=HTTP_202_ACCEPTED, headers={"Location": location})

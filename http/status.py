@@ -14,9 +14,9 @@ from datetime import datetime
 import asyncpg
 from redis.asyncio import Redis
 
-from finally_indexer.core import constants as c
 from finally_indexer.core.settings import Settings
-from finally_indexer.db import reports
+from finally_indexer.core.streams import batch_group, jobs_group
+from finally_indexer.db import failures, reports
 from finally_indexer.http.deps import PgPool
 from finally_indexer.http.job_views import progress
 from finally_indexer.http.streams import StreamStats, stream_stats
@@ -112,14 +112,14 @@ class StatusProjector:
         s = self.settings
         legacy, jobs, batches, dead = await asyncio.gather(
             redis.llen(s.legacy_list),
-            stream_stats(redis, s.jobs_stream, "jobs", c.PLANNER_GROUP),
-            stream_stats(redis, s.batch_stream, "batches", c.INDEXER_GROUP),
+            stream_stats(redis, jobs_group(s)),
+            stream_stats(redis, batch_group(s)),
             redis.xlen(s.dead_letter_stream),
         )
         return QueueFigures(s.legacy_list, int(legacy), [jobs, batches], s.dead_letter_stream, int(dead))
 
     async def database(self, pool: PgPool) -> DbFigures:
-        listings, failures = await asyncio.gather(reports.listing_counts(pool), reports.failure_counts(pool))
+        listings, fails = await asyncio.gather(reports.listing_counts(pool), failures.failure_counts(pool))
         figures = ListingsFigures(
             listings.total,
             listings.indexed,
@@ -127,7 +127,7 @@ class StatusProjector:
             round(listings.coverage, 4),
             round(listings.freshness_seconds, 1),
         )
-        return DbFigures(figures, failures.total, failures.open, failures.last_hour)
+        return DbFigures(figures, fails.total, fails.open, fails.last_hour)
 
     async def report(self, pool: PgPool, redis: Redis) -> StatusReport:
         """The whole ``/status`` document."""
@@ -136,7 +136,7 @@ class StatusProjector:
             self.database(pool),
             self.throughput.refresh(redis),
             reports.current_jobs(pool),
-            reports.recent_failures(pool, RECENT_ERRORS),
+            failures.recent_failures(pool, RECENT_ERRORS),
         )
         return StatusReport(
             generated_at=datetime.fromtimestamp(time.time()).astimezone(),

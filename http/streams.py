@@ -12,7 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from finally_indexer.schemas.messages import as_text
+from finally_indexer.core.streams import StreamGroup, as_text
 
 #: A consumer that touched the group (read, claim, ack) less than this long ago counts as alive.
 #: Subscribers poll with blocking reads of a few seconds, so a live one stays far below it.
@@ -46,8 +46,9 @@ class StreamStats:
     group: GroupStats
 
 
-async def stream_stats(redis: Redis, name: str, role: str, group: str) -> StreamStats:
-    """Length of ``name`` and the state of ``group`` on it (zeros when either does not exist)."""
+async def stream_stats(redis: Redis, pair: StreamGroup) -> StreamStats:
+    """Length of the stream and the state of its group (zeros when either does not exist)."""
+    name, role, group = pair.stream, pair.role, pair.group
     length = int(await redis.xlen(name))
     try:
         groups = await redis.xinfo_groups(name)

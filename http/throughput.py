@@ -17,7 +17,8 @@ import structlog
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from finally_indexer.schemas.messages import Event, EventType, as_text
+from finally_indexer.core.streams import as_text
+from finally_indexer.schemas.messages import Event, EventType
 
 log = structlog.get_logger(__name__)
 

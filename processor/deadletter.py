@@ -10,7 +10,6 @@ provider errors can quote API keys, and operators read it through ``/status`` an
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -21,13 +20,13 @@ from redis.asyncio import Redis
 from finally_indexer.core.constants import DEAD_LETTER_MAXLEN
 from finally_indexer.core.errors import MalformedJob, redact
 from finally_indexer.core.metrics import DEAD_LETTERS, FAILURES, JOBS_MALFORMED
+from finally_indexer.core.streams import StreamEntry
 from finally_indexer.db import jobs
 from finally_indexer.db.failures import Failure, record_failures
 from finally_indexer.processor.events import EventLog
-from finally_indexer.schemas.legacy import parse_legacy_job
-from finally_indexer.schemas.messages import BatchMessage, Event, EventType
+from finally_indexer.schemas.messages import BatchMessage, Event, EventType, read_job
 
-__all__ = ["DeadLetters", "StreamEntry"]
+__all__ = ["DeadLetters"]
 
 log = structlog.get_logger(__name__)
 
@@ -35,15 +34,6 @@ log = structlog.get_logger(__name__)
 MAX_DELIVERIES_REASON = "max_deliveries"
 #: Reason code of a batch-stream entry that does not parse as a BatchMessage.
 INVALID_BATCH_REASON = "invalid_batch"
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEntry:
-    """One stream entry as Redis returned it: where it is, its id and its raw fields."""
-
-    stream: str
-    entry_id: str
-    fields: dict[bytes, bytes]
 
 
 class DeadLetters:
@@ -86,7 +76,7 @@ class DeadLetters:
         error = redact(last_error or f"delivered {deliveries} times without success")
         await self._append(entry, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries)
         failure = _job_failure(entry, payload, MAX_DELIVERIES_REASON, None, error)
-        job_id = _job_id_of(payload, entry.entry_id)
+        job_id = _job_id_of(entry)
         async with self._pool.acquire() as conn, conn.transaction():
             await record_failures(conn, [failure])
             await jobs.fail_job(conn, job_id, error)
@@ -158,12 +148,12 @@ def _payload_of(entry: StreamEntry) -> bytes:
     return entry.fields.get(b"payload") or _flatten(entry.fields)
 
 
-def _job_id_of(payload: bytes, entry_id: str) -> str:
-    """The job id the planner would have used: the payload's ``job_id``, else the entry id."""
+def _job_id_of(entry: StreamEntry) -> str:
+    """The id the planner gave the entry's job (a malformed job has no row: its entry id then)."""
     try:
-        return parse_legacy_job(payload).job_id or entry_id
+        return read_job(entry.fields, entry.entry_id)[1].job_id
     except MalformedJob:
-        return entry_id
+        return entry.entry_id
 
 
 def _flatten(fields: dict[bytes, bytes]) -> bytes:

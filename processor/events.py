@@ -12,7 +12,8 @@ from typing import Any
 import structlog
 
 from finally_indexer.core.constants import EVENTS_MAXLEN
-from finally_indexer.schemas.messages import Event, as_text
+from finally_indexer.core.streams import as_text
+from finally_indexer.schemas.messages import Event
 
 __all__ = ["EventLog"]
 

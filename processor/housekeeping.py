@@ -21,9 +21,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from finally_indexer.core.constants import INDEXER_GROUP, PLANNER_GROUP
 from finally_indexer.core.settings import Settings
-from finally_indexer.schemas.messages import as_text
+from finally_indexer.core.streams import as_text, work_groups
 
 __all__ = [
     "DEAD_CONSUMER_IDLE_MS",
@@ -101,9 +100,9 @@ async def forget_dead_consumers(
 async def housekeeping_round(redis: Redis, settings: Settings, *, consumer: str) -> None:
     """One round over the jobs and batch streams."""
     retention_ms = settings.stream_retention_s * 1000
-    for stream, group in ((settings.jobs_stream, PLANNER_GROUP), (settings.batch_stream, INDEXER_GROUP)):
-        await trim_stream(redis, stream, group, retention_ms=retention_ms)
-        await forget_dead_consumers(redis, stream, group, keep=consumer)
+    for pair in work_groups(settings):
+        await trim_stream(redis, pair.stream, pair.group, retention_ms=retention_ms)
+        await forget_dead_consumers(redis, pair.stream, pair.group, keep=consumer)
 
 
 async def run_housekeeping(redis: Redis, settings: Settings, *, consumer: str, stop: asyncio.Event) -> None:

@@ -15,10 +15,8 @@ the transaction has committed (a slow Redis never holds the job's row lock).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,18 +25,18 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
-from finally_indexer.core.errors import redact
 from finally_indexer.core.metrics import END_TO_END_SECONDS, FAILURES, LISTINGS
+from finally_indexer.core.streams import StreamEntry
 from finally_indexer.db import failures, jobs, products, state
 from finally_indexer.db.failures import Failure
 from finally_indexer.db.jobs import BatchCounts
 from finally_indexer.db.state import IndexedListing
-from finally_indexer.processor.deadletter import DeadLetters, StreamEntry
+from finally_indexer.processor.deadletter import DeadLetters
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
 from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
 from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, VectorStore
-from finally_indexer.schemas.legacy import Operation
+from finally_indexer.schemas.jobs import Operation
 from finally_indexer.schemas.messages import BatchMessage, Event, EventType
 
 __all__ = ["Indexer"]
@@ -98,7 +96,7 @@ class Indexer:
 
     def __init__(
         self, *, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder, events: EventLog,
-        dead_letters: DeadLetters, text_template: str, concurrency: int,
+        dead_letters: DeadLetters, text_template: str,
     ) -> None:  # fmt: skip
         self._pool = pool
         self._store = store
@@ -106,21 +104,6 @@ class Indexer:
         self._events = events
         self._dead = dead_letters
         self._template = text_template
-        self._limit = asyncio.Semaphore(concurrency)
-
-    async def handle_many(self, entries: Sequence[StreamEntry]) -> tuple[list[str], BaseException | None]:
-        """Process entries concurrently; return the ids that are done and the first failure, if any."""
-        results = await asyncio.gather(*(self._bounded(e) for e in entries), return_exceptions=True)
-        done = [e.entry_id for e, r in zip(entries, results, strict=True) if r is None]
-        errors = [r for r in results if isinstance(r, BaseException)]
-        for entry, result in zip(entries, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("batch_failed", entry_id=entry.entry_id, error=redact(repr(result)))
-        return done, errors[0] if errors else None
-
-    async def _bounded(self, entry: StreamEntry) -> None:
-        async with self._limit:
-            await self.handle(entry)
 
     async def handle(self, entry: StreamEntry, *, deliveries: int = 1) -> None:
         """Process one batch entry (or dead-letter it if unreadable). Failures propagate."""

@@ -5,10 +5,9 @@ transaction, then every batch is published to the batch stream. Planning is idem
 redelivered job finds its plan in PostgreSQL and re-publishes the batches still pending (the
 indexer counts each batch once). Malformed jobs go to the dead letters, never lost, never fatal.
 
-Job ids: a legacy job (moved by the bridge) is always identified by its jobs-stream entry id, so
-a redelivery of that entry re-plans the same job while a new job that repeats a producer
-``job_id`` (say "nightly-update" every night) is a new job; the producer's ``job_id`` is kept in
-``index_jobs.external_id``. API and retry jobs carry the id under which the API inserted their row.
+Job ids come from :func:`~finally_indexer.schemas.jobs.job_id_for` (through
+:func:`~finally_indexer.schemas.legacy.job_from_payload`): a legacy job is its jobs-stream entry
+id, an API or retry job the id under which its row was inserted.
 """
 
 from __future__ import annotations
@@ -18,19 +17,19 @@ from typing import Any, Final
 
 import asyncpg
 import structlog
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from finally_indexer.core.errors import MalformedJob
 from finally_indexer.core.metrics import BATCHES_PLANNED, JOBS_ACCEPTED
+from finally_indexer.core.streams import StreamEntry
 from finally_indexer.db import jobs, products
-from finally_indexer.db.jobs import JobRow
-from finally_indexer.processor.deadletter import DeadLetters, StreamEntry
+from finally_indexer.db.pool import DB
+from finally_indexer.processor.deadletter import DeadLetters
 from finally_indexer.processor.events import EventLog
-from finally_indexer.schemas.legacy import LegacyJob, MalformedReason, Operation, parse_legacy_job
-from finally_indexer.schemas.messages import BatchMessage, Event, EventType, JobEntry, JobSource
+from finally_indexer.schemas.jobs import Job
+from finally_indexer.schemas.messages import BatchMessage, Event, EventType, read_job
 
-__all__ = ["Planner", "job_row"]
+__all__ = ["Planner"]
 
 log = structlog.get_logger(__name__)
 
@@ -57,45 +56,44 @@ class Planner:
     async def handle(self, entry: StreamEntry) -> None:
         """Plan one job entry (or dead-letter it). Raises only transient failures (entry stays pending)."""
         try:
-            job_entry = _read_entry(entry)
-            row = job_row(parse_legacy_job(job_entry.payload), job_entry, entry.entry_id)
+            job_entry, row = read_job(entry.fields, entry.entry_id)
         except MalformedJob as exc:
             await self._dead.malformed_job(entry, exc)
             return
-        batches, first_time = await self._plan(row)
+        batches, first_time = await self._plan(row, entry.entry_id)
         await self._publish(row, batches, job_entry.received_ms)
         await self._report(row, batches, first_time)
 
-    async def _plan(self, row: JobRow) -> tuple[list[tuple[int, list[int]]], bool]:
+    async def _plan(self, row: Job, entry_id: str) -> tuple[list[tuple[int, list[int]]], bool]:
         """The job's batches (new plan, or the pending ones of an existing plan) and whether it is new."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await jobs.insert_job(conn, row)
+            await jobs.insert_job(conn, row, stream_entry_id=entry_id)
             locked = await jobs.lock_job(conn, row.job_id)
             if locked is not None and locked["planned_at"] is not None:
                 return await jobs.pending_batches(conn, row.job_id), False
             ids = row.product_ids if row.product_ids is not None else await _scan_scope(conn, row.scope)
             chunks = [ids[i : i + self._batch_size] for i in range(0, len(ids), self._batch_size)]
-            await jobs.insert_batches(conn, row.job_id, row.operation, chunks)
+            await jobs.insert_batches(conn, row.job_id, row.operation.value, chunks)
             await jobs.mark_planned(conn, row.job_id, total=len(ids), batches=len(chunks))
         return list(enumerate(chunks)), True
 
-    async def _publish(self, row: JobRow, batches: Sequence[tuple[int, list[int]]], received_ms: int) -> None:
+    async def _publish(self, row: Job, batches: Sequence[tuple[int, list[int]]], received_ms: int) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for seq, ids in batches:
             message = BatchMessage(
-                job_id=row.job_id, seq=seq, operation=Operation(row.operation), product_ids=ids,
+                job_id=row.job_id, seq=seq, operation=row.operation, product_ids=ids,
                 force=row.force, received_ms=received_ms,
             )  # fmt: skip
             pipe.xadd(self._batch_stream, message.to_fields())  # type: ignore[arg-type]
         await pipe.execute()
         BATCHES_PLANNED.inc(len(batches))
 
-    async def _report(self, row: JobRow, batches: Sequence[tuple[int, list[int]]], first_time: bool) -> None:
+    async def _report(self, row: Job, batches: Sequence[tuple[int, list[int]]], first_time: bool) -> None:
         total = sum(len(ids) for _, ids in batches)
         counts = {"total": total, "batches": len(batches)}
         events = [Event(type=EventType.JOB_PLANNED, job_id=row.job_id, counts=counts)]
         if first_time:
-            JOBS_ACCEPTED.labels(source=row.source, operation=row.operation).inc()
+            JOBS_ACCEPTED.labels(source=row.source.value, operation=row.operation.value).inc()
             events.insert(0, Event(type=EventType.JOB_ACCEPTED, job_id=row.job_id, reason=row.scope))
             if not batches:
                 events.append(Event(type=EventType.JOB_COMPLETED, job_id=row.job_id, counts=counts))
@@ -110,47 +108,13 @@ class Planner:
         )
 
 
-def _read_entry(entry: StreamEntry) -> JobEntry:
-    try:
-        return JobEntry.from_fields(entry.fields)
-    except (ValidationError, ValueError, UnicodeDecodeError) as exc:
-        raise MalformedJob(MalformedReason.INVALID, f"unreadable jobs-stream entry: {exc}") from exc
-
-
-def job_row(job: LegacyJob, entry: JobEntry, entry_id: str) -> JobRow:
-    """The ``index_jobs`` row of a valid job; ``MalformedJob`` when its extras contradict it."""
-    extras = job.model_extra or {}
-    scope, force = extras.get("scope"), extras.get("force", False)
-    if not isinstance(force, bool):
-        raise MalformedJob(MalformedReason.INVALID, f"force must be a boolean, got {force!r}")
-    fits = (
-        scope is None or (scope in ("all", "changed") and job.is_all) or (scope == "ids" and not job.is_all)
-    )
-    if not fits:
-        raise MalformedJob(MalformedReason.INVALID, f"scope {scope!r} does not fit product_ids")
-    if job.operation is Operation.DELETE and job.is_all:
-        raise MalformedJob(
-            MalformedReason.INVALID, "delete needs explicit product_ids (refusing to delete everything)"
-        )
-    ids = None if isinstance(job.product_ids, str) else list(job.product_ids)
-    # A producer's job_id is only a label (it may repeat every night): legacy jobs are keyed by
-    # their entry. API/retry jobs reuse the id of the row the API inserted before publishing.
-    legacy = entry.source is JobSource.LEGACY
-    return JobRow(
-        job_id=entry_id if legacy else (job.job_id or entry_id), operation=job.operation.value,
-        scope="ids" if ids is not None else (scope or "all"), product_ids=ids, force=force,
-        source=entry.source.value, requested_by=job.requested_by, stream_entry_id=entry_id,
-        external_id=job.job_id if legacy else None,
-    )  # fmt: skip
-
-
-async def _scan_scope(conn: products.DB, scope: str) -> list[int]:
+async def _scan_scope(conn: DB, scope: str) -> list[int]:
     """Every id a job of ``scope`` covers: listings (all, or changed ones), then orphaned index rows."""
     listings = products.scan_changed_ids if scope == "changed" else products.scan_ids
     return await _scan_all(listings, conn) + await _scan_all(products.scan_orphan_ids, conn)
 
 
-async def _scan_all(scan: _Scan, conn: products.DB) -> list[int]:
+async def _scan_all(scan: _Scan, conn: DB) -> list[int]:
     ids: list[int] = []
     while page := await scan(conn, after=ids[-1] if ids else 0, limit=SCAN_PAGE):
         ids.extend(page)

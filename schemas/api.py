@@ -5,32 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from finally_indexer.core.constants import MAX_IDS_PER_JOB
-from finally_indexer.schemas.legacy import Operation
-
-#: Largest id PostgreSQL's BIGINT holds.
-_MAX_ID = 2**63 - 1
+from finally_indexer.schemas.jobs import Ids, IdsOrAll, Job, JobSource, Operation, check_shape
 
 JobState = Literal["pending", "running", "completed", "failed"]
-
-
-def _only_ints(value: Any) -> Any:
-    """Refuse ``"1"``, ``1.0`` and ``true`` as ids even when the caller validates in lax mode
-    (Litestar calls ``model_validate(strict=False)``, which overrides ``StrictInt``)."""
-    if isinstance(value, list):
-        bad = [v for v in value if type(v) is not int]
-        if bad:
-            raise ValueError(f"ids must be JSON integers, got {bad[:5]!r}")
-    return value
-
-
-def _check_ids(ids: list[int]) -> list[int]:
-    bad = [i for i in ids if not 0 < i <= _MAX_ID]
-    if bad:
-        raise ValueError(f"ids must be positive 64-bit integers, got {bad[:5]}")
-    return list(dict.fromkeys(ids))
 
 
 class SyncRequest(BaseModel):
@@ -51,7 +31,7 @@ class SyncRequest(BaseModel):
         },
     )
 
-    product_ids: list[StrictInt] | Literal["all"] = Field(
+    product_ids: IdsOrAll = Field(
         default="all", description='"all" or a list of product ids (at most 100,000).'
     )
     scope: Literal["all", "changed"] = Field(
@@ -59,37 +39,29 @@ class SyncRequest(BaseModel):
     )
     force: bool = Field(default=False, description="Re-embed even listings whose text did not change.")
     operation: Operation = Field(
-        default=Operation.SYNC, description='sync | update | delete ("all" only with sync).'
+        default=Operation.SYNC, description="sync | update | delete (delete needs a list of ids)."
     )
     requested_by: str | None = Field(
         default=None, max_length=200, description="Free text shown in job listings."
     )
 
-    _ints = field_validator("product_ids", mode="before")(_only_ints)
-
-    @field_validator("product_ids")
-    @classmethod
-    def _ids(cls, ids: list[int] | Literal["all"]) -> list[int] | Literal["all"]:
-        if ids == "all":
-            return ids
-        if not ids:
-            raise ValueError('product_ids must not be empty (use "all" for every listing)')
-        if len(ids) > MAX_IDS_PER_JOB:
-            raise ValueError(f'too many product_ids ({len(ids)} > {MAX_IDS_PER_JOB}); use "all"')
-        return _check_ids(ids)
-
     @model_validator(mode="after")
-    def _all_only_with_sync(self) -> SyncRequest:
-        if self.product_ids == "all" and self.operation is not Operation.SYNC:
-            raise ValueError(
-                f'product_ids "all" is only allowed with operation "sync", not "{self.operation.value}"'
-            )
+    def _fits(self) -> SyncRequest:
+        """The rules every job follows (:func:`~finally_indexer.schemas.jobs.check_shape`)."""
+        check_shape(self.operation, is_all=self.product_ids == "all", scope=self.job_scope)
         return self
 
     @property
-    def job_scope(self) -> Literal["all", "ids", "changed"]:
-        """The ``index_jobs.scope`` value: ``ids`` for id lists, else the requested scope."""
-        return "ids" if self.product_ids != "all" else self.scope
+    def job_scope(self) -> str | None:
+        """``scope`` when it applies (``"all"``); None for a list of ids (the job's scope is then "ids")."""
+        return self.scope if self.product_ids == "all" else None
+
+    def to_job(self) -> Job:
+        """The job this request queues, with a new ``api-…`` id."""
+        return Job.build(
+            source=JobSource.API, operation=self.operation, product_ids=self.product_ids,
+            scope=self.job_scope, force=self.force, requested_by=self.requested_by,
+        )  # fmt: skip
 
 
 class SyncAccepted(BaseModel):
@@ -163,20 +135,13 @@ class RetryRequest(BaseModel):
     )
 
     all: bool = Field(default=False, description="Select every open failure (other filters still apply).")
-    ids: list[StrictInt] | None = Field(default=None, max_length=10_000, description="failed_operations ids.")
-    product_ids: list[StrictInt] | None = Field(default=None, max_length=MAX_IDS_PER_JOB)
+    ids: Ids | None = Field(default=None, max_length=10_000, description="failed_operations ids.")
+    product_ids: Ids | None = Field(default=None, max_length=MAX_IDS_PER_JOB)
     operation_type: Literal["sync", "update", "delete", "job"] | None = None
     reason: str | None = Field(default=None, max_length=200)
     since: datetime | None = Field(default=None, description="Failures created at or after this instant.")
     until: datetime | None = Field(default=None, description="Failures created before this instant.")
     limit: int = Field(default=10_000, ge=1, le=100_000, description="At most this many rows are re-queued.")
-
-    _ints = field_validator("ids", "product_ids", mode="before")(_only_ints)
-
-    @field_validator("ids", "product_ids")
-    @classmethod
-    def _positive(cls, ids: list[int] | None) -> list[int] | None:
-        return None if ids is None else _check_ids(ids)
 
     @model_validator(mode="after")
     def _some_filter(self) -> RetryRequest:

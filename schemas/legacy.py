@@ -6,32 +6,25 @@
     r.lpush("indexing_jobs", json.dumps({"operation": "sync", "product_ids": "all"}))
 
 Extra fields (``v``, ``job_id``, ``requested_by`` …) are tolerated. :func:`parse_legacy_job`
-turns raw bytes into a :class:`LegacyJob` or raises :class:`MalformedJob` with a reason code.
+turns raw bytes into a :class:`LegacyJob` or raises :class:`MalformedJob` with a reason code;
+:func:`job_from_payload` goes on to the :class:`~finally_indexer.schemas.jobs.Job` it asks for.
+API and retry jobs travel in the same JSON shape with the extras ``job_id``, ``scope`` and ``force``.
 """
 
 from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from finally_indexer.core.constants import MAX_IDS_PER_JOB
 from finally_indexer.core.errors import MalformedJob
+from finally_indexer.schemas.jobs import IdsOrAll, Job, JobSource, Operation
 
-#: Largest id PostgreSQL's BIGINT (and Qdrant's unsigned point id) can hold.
-_MAX_ID = 2**63 - 1
+__all__ = ["LegacyJob", "MalformedReason", "job_from_payload", "parse_legacy_job"]
+
 #: Optional text extras (job_id, requested_by) are cut to this length, never rejected for it.
 _MAX_EXTRA_CHARS = 200
-
-
-class Operation(StrEnum):
-    """What a job asks for."""
-
-    SYNC = "sync"
-    UPDATE = "update"
-    DELETE = "delete"
 
 
 class MalformedReason(StrEnum):
@@ -53,7 +46,7 @@ class LegacyJob(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     operation: Operation
-    product_ids: list[StrictInt] | Literal["all"]
+    product_ids: IdsOrAll
     v: int | None = Field(default=None, description="Optional message schema version.")
     job_id: str | None = Field(
         default=None, description="The producer's reference (any scalar, kept as text)."
@@ -70,20 +63,6 @@ class LegacyJob(BaseModel):
             value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         )
         return text[:_MAX_EXTRA_CHARS]
-
-    @field_validator("product_ids")
-    @classmethod
-    def _ids_in_range(cls, ids: list[int] | Literal["all"]) -> list[int] | Literal["all"]:
-        if ids == "all":
-            return ids
-        if not ids:
-            raise ValueError("empty product_ids")
-        if len(ids) > MAX_IDS_PER_JOB:
-            raise ValueError(f"too many product_ids ({len(ids)} > {MAX_IDS_PER_JOB})")
-        bad = [i for i in ids if not 0 < i <= _MAX_ID]
-        if bad:
-            raise ValueError(f"product ids must be positive 64-bit integers, got {bad[:5]}")
-        return list(dict.fromkeys(ids))
 
     @property
     def is_all(self) -> bool:
@@ -114,6 +93,25 @@ def parse_legacy_job(raw: bytes | str) -> LegacyJob:
         return LegacyJob.model_validate(data)
     except ValidationError as exc:
         raise _classify(exc) from exc
+
+
+def job_from_payload(raw: bytes | str, *, source: JobSource, entry_id: str) -> Job:
+    """The job a jobs-stream payload asks for; :class:`MalformedJob` when it breaks the contract or a rule."""
+    legacy = parse_legacy_job(raw)
+    extras = legacy.model_extra or {}
+    force = extras.get("force", False)
+    if not isinstance(force, bool):
+        raise MalformedJob(MalformedReason.INVALID, f"force must be a boolean, got {force!r}"[:300])
+    scope = extras.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise MalformedJob(MalformedReason.INVALID, f"scope must be a string, got {scope!r}"[:300])
+    try:
+        return Job.build(
+            source=source, operation=legacy.operation, product_ids=legacy.product_ids, scope=scope,
+            force=force, requested_by=legacy.requested_by, entry_id=entry_id, given_id=legacy.job_id,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise MalformedJob(MalformedReason.INVALID, str(exc)) from exc
 
 
 def _classify(exc: ValidationError) -> MalformedJob:

@@ -9,28 +9,18 @@ from __future__ import annotations
 import json
 import time
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from finally_indexer.schemas.legacy import Operation
+from finally_indexer.core.errors import MalformedJob
+from finally_indexer.core.streams import as_text
+from finally_indexer.schemas.jobs import Job, JobSource, Operation
+from finally_indexer.schemas.legacy import MalformedReason, job_from_payload
+
+__all__ = ["SCHEMA_VERSION", "BatchMessage", "Event", "EventType", "JobEntry", "read_job"]
 
 SCHEMA_VERSION = 1
-
-Scope = Literal["all", "ids", "changed"]
-
-
-def as_text(value: object) -> str:
-    """A Redis reply value (bytes from a client without ``decode_responses``) as text."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class JobSource(StrEnum):
-    """Who put a job on the jobs stream."""
-
-    LEGACY = "legacy"  # moved from the legacy list by the bridge
-    API = "api"  # POST /sync
-    RETRY = "retry"  # POST /retry
 
 
 class JobEntry(BaseModel):
@@ -66,6 +56,15 @@ class JobEntry(BaseModel):
             received_ms=int(as_text(f.get("received_ms", "0")) or 0),
             v=int(as_text(f.get("v", "1")) or 1),
         )
+
+
+def read_job(fields: dict[Any, Any], entry_id: str) -> tuple[JobEntry, Job]:
+    """A jobs-stream entry and the job it carries; :class:`MalformedJob` when either is unreadable."""
+    try:
+        entry = JobEntry.from_fields(fields)
+    except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJob(MalformedReason.INVALID, f"unreadable jobs-stream entry: {exc}") from exc
+    return entry, job_from_payload(entry.payload, source=entry.source, entry_id=entry_id)
 
 
 class BatchMessage(BaseModel):

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 import redis as sync_redis
 
-from finally_indexer.core.cli import MissingComponentError, _require, build_parser, cmd_up
+from finally_indexer.core.cli import build_parser, cmd_up
 from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.devenv._process import ServerError, find_binary
 from finally_indexer.devenv.redis import RedisServer
@@ -80,13 +80,6 @@ def test_test_servers_live_under_var(redis_url: str, postgres_dsn: str) -> None:
     assert len(folders) == 1
     assert redis_url.startswith("redis://127.0.0.1:")
     assert postgres_dsn.startswith("postgresql://postgres@127.0.0.1:")
-
-
-def test_a_missing_component_is_named_not_a_traceback() -> None:
-    with pytest.raises(
-        MissingComponentError, match=r"finally_indexer\.processor\.nope\.run_all is not available"
-    ):
-        _require("processor.nope", "run_all")
 
 
 def _pid_files(folder: Path) -> list[Path]:

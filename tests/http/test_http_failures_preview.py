@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from finally_indexer.db.reports import PAYLOAD_PREVIEW_BYTES
+from finally_indexer.db.failures import PAYLOAD_PREVIEW_BYTES
 
 INSERT = """
 INSERT INTO failed_operations (operation_type, reason, error_class, error_message, payload)

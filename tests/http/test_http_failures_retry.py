@@ -12,7 +12,8 @@ import httpx
 import redis.asyncio as aioredis
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.schemas.messages import JobEntry, JobSource
+from finally_indexer.schemas.jobs import JobSource
+from finally_indexer.schemas.messages import JobEntry
 
 _INSERT = """
 INSERT INTO failed_operations (operation_type, product_id, reason, error_class, error_message, payload, created_at)

@@ -12,9 +12,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.app import AppDeps, create_app
-from finally_indexer.processor.roles import Pipeline, serve_worker
+from finally_indexer.processor.pipeline import Pipeline
 
 LISTINGS = 400
 pytestmark = pytest.mark.slow

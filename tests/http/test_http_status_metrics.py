@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from finally_indexer.core import constants as c
 from finally_indexer.core.settings import Settings
+from finally_indexer.core.streams import StreamGroup
 from finally_indexer.http.streams import stream_stats
 
 
@@ -83,7 +84,7 @@ async def test_lag_falls_back_when_redis_cannot_tell(redis: aioredis.Redis, sett
     [info] = await redis.xinfo_groups(name)
     assert info["lag"] is None
 
-    stats = await stream_stats(redis, name, "batches", "g")
+    stats = await stream_stats(redis, StreamGroup(name, "g", "batches"))
 
     assert stats.group.lag == 4
     assert stats.group.lag_exact

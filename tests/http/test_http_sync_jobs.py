@@ -11,8 +11,9 @@ import httpx
 import redis.asyncio as aioredis
 
 from finally_indexer.core.settings import Settings
+from finally_indexer.schemas.jobs import JobSource
 from finally_indexer.schemas.legacy import parse_legacy_job
-from finally_indexer.schemas.messages import JobEntry, JobSource
+from finally_indexer.schemas.messages import JobEntry
 
 Client = httpx.AsyncClient
 

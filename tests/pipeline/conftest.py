@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedders.factory import build_embedder
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.roles import Pipeline
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.vectorstore import VectorStore
 

@@ -14,9 +14,10 @@ from structlog.testing import capture_logs
 
 from finally_indexer.core.errors import ConfigurationError
 from finally_indexer.core.metrics import REGISTRY
+from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.roles import Pipeline, serve_worker
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 
 REVOKED = "401 Incorrect API key provided: sk-proj-abcdefgh12345678wxyz"

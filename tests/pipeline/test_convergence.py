@@ -9,7 +9,7 @@ from pipeline.helpers import add_listings, assert_converged, push
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.processor.roles import Pipeline
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 
 

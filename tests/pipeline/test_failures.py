@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.errors import TransientError, redact
 from finally_indexer.core.settings import Settings
-from finally_indexer.processor.deadletter import StreamEntry
+from finally_indexer.core.streams import StreamEntry
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.roles import Pipeline
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 
 
@@ -142,7 +142,11 @@ async def test_unparseable_batch_past_max_deliveries_is_dead_lettered_as_invalid
     added: Any = await redis.xadd(settings.batch_stream, fields)  # type: ignore[arg-type]
     entry_id = str(added.decode())
     entry = StreamEntry(settings.batch_stream, entry_id, fields)
-    await pipeline.reclaim_batches.handle(entry, settings.max_deliveries + 1)
+    lane = pipeline.indexer_lane
+    await redis.xreadgroup(lane.pair.group, pipeline.consumer.name, {lane.pair.stream: ">"})  # now pending
+    consumed = await pipeline.consumer.consume(lane, [entry], {entry_id: settings.max_deliveries + 1})
+    assert consumed.acked == [entry_id]
+    assert (await redis.xpending(lane.pair.stream, lane.pair.group))["pending"] == 0
     dead = await entries(redis, settings.dead_letter_stream)
     assert len(dead) == 1
     assert dead[0][1][b"dl_reason"] == b"invalid_batch"

@@ -10,10 +10,12 @@ import asyncpg
 from pipeline.helpers import HookedEmbedder, add_listings, expected_index, push, stored_index, wait_until
 from redis.asyncio import Redis
 
+from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
+from finally_indexer.core.streams import StreamGroup
+from finally_indexer.processor.consume import keep_claimed
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.reclaim import keep_claimed
-from finally_indexer.processor.roles import Pipeline, serve_worker
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 
 GROUP = "g"
@@ -45,7 +47,9 @@ async def test_entry_under_heartbeat_is_not_claimable(redis: Redis, settings: Se
     stream = f"t{settings.collection}:hb"
     idle_ms = settings.reclaim_idle_ms
     entry_id = await _one_read_entry(redis, stream, "a")
-    async with keep_claimed(redis, stream, GROUP, "a", [entry_id], every_s=idle_ms / 1000 / 3):
+    async with keep_claimed(
+        redis, StreamGroup(stream, GROUP, "test"), "a", [entry_id], every_s=idle_ms / 1000 / 3
+    ):
         for _ in range(10):  # ~4 idle periods
             await asyncio.sleep(idle_ms / 1000 / 2.5)
             _, claimed, *_ = await redis.xautoclaim(stream, GROUP, "b", idle_ms, "0-0")
@@ -60,7 +64,7 @@ async def test_heartbeat_does_not_pull_back_an_entry_taken_over(redis: Redis, se
     stream = f"t{settings.collection}:hb"
     entry_id = await _one_read_entry(redis, stream, "a")
     await redis.xclaim(stream, GROUP, "b", 0, [entry_id])
-    async with keep_claimed(redis, stream, GROUP, "a", [entry_id], every_s=0.05):
+    async with keep_claimed(redis, StreamGroup(stream, GROUP, "test"), "a", [entry_id], every_s=0.05):
         await asyncio.sleep(0.3)
     pending = await _pending(redis, stream, entry_id)
     assert pending["consumer"] == b"b"

@@ -11,12 +11,12 @@ from pipeline.helpers import HookedEmbedder, add_listings, assert_converged, one
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.processor.deadletter import StreamEntry
+from finally_indexer.core.streams import StreamEntry
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.roles import Pipeline
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.texts import build_text, text_hash
 from finally_indexer.processor.vectorstore import VectorStore
-from finally_indexer.schemas.legacy import Operation
+from finally_indexer.schemas.jobs import Operation
 from finally_indexer.schemas.messages import BatchMessage
 
 

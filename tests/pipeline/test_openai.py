@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedders.openai import OpenAIEmbedder, RetryPolicy
-from finally_indexer.processor.roles import Pipeline
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 from finally_indexer.schemas.messages import EventType
 

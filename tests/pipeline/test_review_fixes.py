@@ -12,12 +12,13 @@ from pipeline.helpers import add_listings, assert_converged, entries, events, on
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.processor.deadletter import StreamEntry
+from finally_indexer.core.streams import StreamEntry
 from finally_indexer.processor.events import EventLog
-from finally_indexer.processor.roles import Pipeline
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.texts import version_of
 from finally_indexer.processor.vectorstore import VectorStore
-from finally_indexer.schemas.messages import Event, EventType, JobEntry, JobSource
+from finally_indexer.schemas.jobs import JobSource
+from finally_indexer.schemas.messages import Event, EventType, JobEntry
 
 
 async def test_legacy_jobs_repeating_a_producer_job_id_are_all_applied(

@@ -10,8 +10,8 @@ import pytest
 from pipeline.helpers import add_listings, assert_converged, push, wait_until
 from redis.asyncio import Redis
 
+from finally_indexer.core.roles import run_all, run_bridge, run_worker
 from finally_indexer.core.settings import Settings
-from finally_indexer.processor.roles import run_all, run_bridge, run_worker
 from finally_indexer.processor.stores.factory import build_vector_store
 
 

@@ -22,9 +22,10 @@ from pipeline.helpers import (
 )
 from redis.asyncio import Redis
 
+from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.roles import Pipeline, serve_worker
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 
 

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 from pipeline.helpers import HookedEmbedder
 
+from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import load_settings
 from finally_indexer.processor.embedders.factory import build_embedder
-from finally_indexer.processor.roles import Pipeline, serve_worker
+from finally_indexer.processor.pipeline import Pipeline
 
 
 async def main() -> None:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from finally_indexer.core.constants import MAX_IDS_PER_JOB
 from finally_indexer.core.errors import MalformedJob
-from finally_indexer.schemas.legacy import LegacyJob, MalformedReason, Operation, parse_legacy_job
+from finally_indexer.schemas.jobs import Operation
+from finally_indexer.schemas.legacy import LegacyJob, MalformedReason, parse_legacy_job
 
 
 @pytest.mark.parametrize(

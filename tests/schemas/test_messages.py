@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from hypothesis import given
 from hypothesis import strategies as st
 
-from finally_indexer.schemas.legacy import Operation
-from finally_indexer.schemas.messages import BatchMessage, Event, EventType, JobEntry, JobSource
+from finally_indexer.schemas.jobs import JobSource, Operation
+from finally_indexer.schemas.messages import BatchMessage, Event, EventType, JobEntry
 
 
 def _as_redis_returns(fields: Mapping[str, bytes | str]) -> dict[bytes, bytes]:

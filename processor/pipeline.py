@@ -1,0 +1,184 @@
+"""The composition root: settings → connections (PostgreSQL, Redis, vector store, embedder) → pipeline.
+
+:class:`Connections` opens what the settings name (and closes only what it opened: a test or the
+all-in-one process may hand in its own). :class:`Pipeline` wires the stream side's components on
+them — events, dead letters, bridge, planner, indexer, and the consume path with one lane per work
+stream — and runs it either as FastStream subscribers (:meth:`Pipeline.broker`, a worker) or
+in drain mode (:meth:`Pipeline.drain`, tests and benchmarks: the same consume path in a loop that
+returns when everything queued is done).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from finally_indexer.core.settings import Settings
+from finally_indexer.core.streams import batch_group, jobs_group
+from finally_indexer.db.pool import create_pool
+from finally_indexer.processor.bridge import Bridge
+from finally_indexer.processor.broker import build_broker, consumer_name, ensure_groups
+from finally_indexer.processor.consume import Consumer, Lane
+from finally_indexer.processor.deadletter import DeadLetters
+from finally_indexer.processor.drain import DrainReport, drain
+from finally_indexer.processor.embedders.factory import build_embedder
+from finally_indexer.processor.embedding import Embedder
+from finally_indexer.processor.events import EventLog
+from finally_indexer.processor.indexer import Indexer
+from finally_indexer.processor.planner import Planner
+from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.vectorstore import VectorStore
+
+__all__ = ["Connections", "DrainReport", "Pipeline"]
+
+_Close = Callable[[], Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class Connections:
+    """PostgreSQL, Redis, the vector store and (for workers) the embedder."""
+
+    pool: asyncpg.Pool[Any]
+    redis: Redis
+    store: VectorStore
+    embedder: Embedder | None
+    _owned: list[_Close] = field(default_factory=list, repr=False)
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, *, redis: Redis | None = None, pool: asyncpg.Pool[Any] | None = None,
+        store: VectorStore | None = None, embedder: Embedder | None = None, with_embedder: bool = True,
+        redis_options: dict[str, Any] | None = None,
+    ) -> Connections:  # fmt: skip
+        """Open what is not given; ``with_embedder=False`` for processes that never embed (the API)."""
+        owned: list[_Close] = []
+        try:
+            if redis is None:
+                redis = Redis.from_url(settings.redis_dsn(), **(redis_options or {}))
+                owned.append(redis.aclose)
+            if pool is None:
+                pool = await create_pool(settings)
+                owned.append(pool.close)
+            if store is None:
+                store = build_vector_store(settings)
+                owned.append(store.aclose)
+            if embedder is None and with_embedder:
+                embedder = build_embedder(settings)
+                owned.append(embedder.aclose)
+        except BaseException:
+            await _close_all(owned)
+            raise
+        return cls(pool, redis, store, embedder, owned)
+
+    async def aclose(self) -> None:
+        """Close what :meth:`open` opened, last first (given connections are left to their owner)."""
+        await _close_all(self._owned)
+
+
+async def _close_all(closers: list[_Close]) -> None:
+    for close in reversed(closers):
+        with contextlib.suppress(Exception):  # closing is best effort: one failure keeps no other open
+            await close()
+    closers.clear()
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """The components of the stream side, wired on one set of connections."""
+
+    settings: Settings
+    connections: Connections
+    events: EventLog
+    dead_letters: DeadLetters
+    bridge: Bridge
+    planner: Planner
+    indexer: Indexer
+    consumer: Consumer
+    planner_lane: Lane
+    indexer_lane: Lane
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, *, redis: Redis | None = None, pool: asyncpg.Pool[Any] | None = None,
+        store: VectorStore | None = None, embedder: Embedder | None = None,
+    ) -> Pipeline:  # fmt: skip
+        """Connect what is not given, create the collection and the groups, wire the components."""
+        conns = await Connections.open(settings, redis=redis, pool=pool, store=store, embedder=embedder)
+        try:
+            await conns.store.ensure_collection()
+            await ensure_groups(conns.redis, settings)
+        except BaseException:
+            await conns.aclose()
+            raise
+        return cls.wire(settings, conns)
+
+    @classmethod
+    def wire(cls, settings: Settings, conns: Connections) -> Pipeline:
+        """The components on ``conns`` (no I/O)."""
+        if conns.embedder is None:
+            raise ValueError("a pipeline needs an embedder")
+        redis, pool = conns.redis, conns.pool
+        events = EventLog(redis, settings.events_stream)
+        dead = DeadLetters(redis, pool, events, stream=settings.dead_letter_stream)
+        planner = Planner(
+            redis=redis, pool=pool, events=events, dead_letters=dead,
+            batch_stream=settings.batch_stream, batch_size=settings.batch_size,
+        )  # fmt: skip
+        indexer = Indexer(
+            pool=pool, store=conns.store, embedder=conns.embedder, events=events, dead_letters=dead,
+            text_template=settings.text_template,
+        )  # fmt: skip
+        consumer = Consumer(
+            redis, consumer=consumer_name(settings), max_deliveries=settings.max_deliveries,
+            reclaim_idle_ms=settings.reclaim_idle_ms,
+        )  # fmt: skip
+        planner_lane = Lane(
+            jobs_group(settings), process=lambda entry, _n: planner.handle(entry), give_up=dead.exhausted_job
+        )
+        indexer_lane = Lane(
+            batch_group(settings), process=lambda entry, n: indexer.handle(entry, deliveries=n),
+            give_up=dead.exhausted_batch, concurrency=settings.worker_concurrency,
+        )  # fmt: skip
+        bridge = Bridge(redis, list_key=settings.legacy_list, stream_key=settings.jobs_stream)
+        return cls(
+            settings, conns, events, dead, bridge, planner, indexer, consumer, planner_lane, indexer_lane
+        )
+
+    @property
+    def redis(self) -> Redis:
+        """The pipeline's Redis client."""
+        return self.connections.redis
+
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        """The pipeline's PostgreSQL pool."""
+        return self.connections.pool
+
+    @property
+    def store(self) -> VectorStore:
+        """The vector store the indexer writes."""
+        return self.connections.store
+
+    def broker(self) -> RedisBroker:
+        """A FastStream broker whose subscribers feed this pipeline's lanes (not started)."""
+        return build_broker(
+            self.settings, self.consumer, planner=self.planner_lane, indexer=self.indexer_lane
+        )
+
+    async def drain(self, *, timeout_s: float = 60.0) -> DrainReport:
+        """Process everything queued and return (see :func:`~.drain.drain`)."""
+        return await drain(
+            self.bridge, self.consumer, (self.planner_lane, self.indexer_lane),
+            legacy_list=self.settings.legacy_list, reclaim_idle_ms=self.settings.reclaim_idle_ms,
+            timeout_s=timeout_s,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        """Close the connections :meth:`open` opened."""
+        await self.connections.aclose()
