@@ -4,8 +4,9 @@ Session: ``redis_url`` and ``postgres_dsn`` point at servers this session starts
 ``var/test-servers/s<pid>/`` (devenv) and stops at the end; nothing is shared with ``up``.
 Per test: ``test_uid`` (a short unique id), ``pg_schema`` (a fresh schema, migrated, with its
 own ``products`` table; dropped afterwards), ``pool`` (asyncpg on that schema), ``redis``
-(a client; the test's keys are deleted afterwards) and ``settings`` (unique stream, list and
-collection names, the hashing embedder, small batches, quick reclaim).
+(a client; the test's keys are deleted afterwards), ``redis_settings`` (unique stream, list and
+collection names, the hashing embedder, small batches, quick reclaim — no database: Redis-only
+tests run no migration) and ``settings`` (the same on the test's migrated schema).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import structlog
+from pydantic import SecretStr
 
 from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.devenv.postgres import PostgresServer
@@ -142,13 +144,19 @@ async def redis(redis_url: str, test_uid: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def settings(redis_url: str, postgres_dsn: str, pg_schema: str, test_uid: str, tmp_path: Path) -> Settings:
-    """Settings for one test: its schema, its own Redis names and collection, offline and small."""
+def settings(redis_settings: Settings, postgres_dsn: str, pg_schema: str) -> Settings:
+    """Settings for one test: its migrated schema, its own Redis names and collection, offline and small."""
+    return redis_settings.model_copy(
+        update={"database_url": SecretStr(postgres_dsn), "postgres_schema": pg_schema}
+    )
+
+
+@pytest.fixture
+def redis_settings(redis_url: str, test_uid: str, tmp_path: Path) -> Settings:
+    """Settings for a test that needs Redis only: its own names, no database set up (nothing migrated)."""
     uid = test_uid
     return load_settings(
-        database_url=postgres_dsn,
         redis_url=redis_url,
-        postgres_schema=pg_schema,
         vector_store="local",
         qdrant_path=tmp_path / "qdrant",
         embedder="hashing",

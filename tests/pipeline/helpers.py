@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from redis.asyncio import Redis
@@ -19,6 +19,7 @@ from finally_indexer.processor.embedding import (
     EmbeddingResult,
     PartialEmbeddingResult,
 )
+from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.texts import build_text, text_hash
 from finally_indexer.processor.vectorstore import VectorStore
 from finally_indexer.schemas.messages import Event
@@ -57,6 +58,12 @@ async def assert_converged(pool: asyncpg.Pool[Any], store: VectorStore, settings
     assert await stored_index(store) == await expected_index(pool, settings.text_template)
     unflagged = await pool.fetchval("SELECT count(*) FROM products WHERE NOT is_conversion")
     assert unflagged == 0
+
+
+class OpenPipeline(Protocol):
+    """The ``open_pipeline`` fixture: a pipeline on the test's connections."""
+
+    def __call__(self, *, embedder: Embedder | None = None, **overrides: Any) -> Awaitable[Pipeline]: ...
 
 
 class HookedEmbedder:

@@ -6,11 +6,18 @@ import asyncio
 import statistics
 import time
 
+import pytest
 from pipeline.helpers import entries
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.bridge import Bridge
+
+
+@pytest.fixture
+def settings(redis_settings: Settings) -> Settings:
+    """Redis only: no database schema is set up for these tests."""
+    return redis_settings
 
 
 def _bridge(redis: Redis, settings: Settings, batch: int = 100) -> Bridge:

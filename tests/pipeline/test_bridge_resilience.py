@@ -15,6 +15,12 @@ from finally_indexer.devenv.redis import RedisServer
 from finally_indexer.processor.bridge import Bridge
 
 
+@pytest.fixture
+def settings(redis_settings: Settings) -> Settings:
+    """Redis only: no database schema is set up for these tests."""
+    return redis_settings
+
+
 @pytest.mark.slow
 async def test_bridge_keeps_running_across_a_redis_restart(settings: Settings, server_dir: Path) -> None:
     server = RedisServer(server_dir / "redis")

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pipeline.helpers import HookedEmbedder, add_listings, assert_converged, push, wait_until
+from pipeline.helpers import HookedEmbedder, OpenPipeline, add_listings, assert_converged, push, wait_until
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
@@ -17,7 +17,6 @@ from finally_indexer.core.metrics import REGISTRY
 from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 
 REVOKED = "401 Incorrect API key provided: sk-proj-abcdefgh12345678wxyz"
@@ -47,12 +46,18 @@ async def _nothing_dead_lettered(redis: Redis, pool: asyncpg.Pool[Any], settings
 
 
 async def test_configuration_error_never_dead_letters(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
-    settings = settings.model_copy(update={"max_deliveries": 2})
     switch = Switch()
     hooked = HookedEmbedder(embedder, switch)
-    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=hooked)
+    pipeline = await open_pipeline(embedder=hooked, max_deliveries=2)
+    settings = pipeline.settings
     await add_listings(pool, 1, 3)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3]})
     before = _config_errors(settings)
@@ -75,13 +80,19 @@ async def test_configuration_error_never_dead_letters(
 
 
 async def test_worker_keeps_misconfigured_batch_pending_from_first_delivery(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
     """With MAX_DELIVERIES=1 the first (non-reclaimed) failure must already count as misconfiguration."""
-    settings = settings.model_copy(update={"max_deliveries": 1})
     switch = Switch()
     hooked = HookedEmbedder(embedder, switch)
-    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=hooked)
+    pipeline = await open_pipeline(embedder=hooked, max_deliveries=1)
+    settings = pipeline.settings
     await add_listings(pool, 1, 3)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3]})
     stop = asyncio.Event()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from pipeline.helpers import HookedEmbedder, add_listings, entries, fail_times, one_row, push
+from pipeline.helpers import HookedEmbedder, OpenPipeline, add_listings, entries, fail_times, one_row, push
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.consume import read_new
+from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.pipeline import Pipeline
 
 
@@ -44,18 +45,20 @@ async def test_exhausted_legacy_job_with_a_producer_job_id_ends_failed_with_its_
 
 
 async def test_drain_remembers_the_first_delivery_failure_for_the_dead_letter(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: Any, embedder: Any
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    embedder: Embedder,
 ) -> None:
     """A batch failing on its only allowed delivery is dead-lettered with that failure's message."""
-    settings = settings.model_copy(update={"max_deliveries": 1})
     failing = HookedEmbedder(embedder, fail_times(10))
-    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=failing)
-    try:
-        await add_listings(pool, 1, 2)
-        await push(redis, settings, {"operation": "sync", "product_ids": [1, 2]})
-        await pipeline.drain()
-    finally:
-        await pipeline.aclose()
+    pipeline = await open_pipeline(embedder=failing, max_deliveries=1)
+    settings = pipeline.settings
+    await add_listings(pool, 1, 2)
+    await push(redis, settings, {"operation": "sync", "product_ids": [1, 2]})
+    await pipeline.drain()
 
     [(_, dead)] = await entries(redis, settings.dead_letter_stream)
     assert dead[b"dl_reason"] == b"max_deliveries"
@@ -64,26 +67,28 @@ async def test_drain_remembers_the_first_delivery_failure_for_the_dead_letter(
 
 
 async def test_partial_failure_acks_only_what_succeeded(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: Any, embedder: Any
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    embedder: Embedder,
 ) -> None:
     """One read of two batches, one failing: one XACK for the other, the failing one stays pending."""
     failing = HookedEmbedder(embedder, fail_times(1))
-    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=failing)
-    try:
-        await add_listings(pool, 1, settings.batch_size * 2)
-        await push(redis, settings, {"operation": "sync", "product_ids": "all"})
-        await pipeline.bridge.drain()
-        jobs = pipeline.planner_lane
-        await pipeline.consumer.consume(jobs, await read_new(redis, jobs.pair, "c", count=10))
-        lane = pipeline.indexer_lane
-        batches = await read_new(redis, lane.pair, pipeline.consumer.name, count=10)
-        assert len(batches) == 2
+    pipeline = await open_pipeline(embedder=failing)
+    await add_listings(pool, 1, settings.batch_size * 2)
+    await push(redis, settings, {"operation": "sync", "product_ids": "all"})
+    await pipeline.bridge.drain()
+    jobs = pipeline.planner_lane
+    await pipeline.consumer.consume(jobs, await read_new(redis, jobs.pair, "c", count=10))
+    lane = pipeline.indexer_lane
+    batches = await read_new(redis, lane.pair, pipeline.consumer.name, count=10)
+    assert len(batches) == 2
 
-        consumed = await pipeline.consumer.consume(lane, batches)
+    consumed = await pipeline.consumer.consume(lane, batches)
 
-        assert len(consumed.acked) == 1
-        assert len(consumed.failed) == 1
-        [pending] = await redis.xpending_range(lane.pair.stream, lane.pair.group, min="-", max="+", count=10)
-        assert pending["message_id"].decode() == next(iter(consumed.failed))
-    finally:
-        await pipeline.aclose()
+    assert len(consumed.acked) == 1
+    assert len(consumed.failed) == 1
+    [pending] = await redis.xpending_range(lane.pair.stream, lane.pair.group, min="-", max="+", count=10)
+    assert pending["message_id"] == next(iter(consumed.failed)).encode()

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from pipeline.helpers import (
     HookedEmbedder,
+    OpenPipeline,
     add_listings,
     assert_converged,
     entries,
@@ -26,17 +27,17 @@ from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 
 
-async def _pipeline(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
-) -> Pipeline:
-    return await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=embedder)
-
-
 async def test_transient_failure_is_retried_after_idle_time(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
     flaky = HookedEmbedder(embedder, fail_times(2))
-    pipeline = await _pipeline(settings, redis, pool, store, flaky)
+    pipeline = await open_pipeline(embedder=flaky)
     await add_listings(pool, 1, 5)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3, 4, 5]})
     report = await pipeline.drain()
@@ -49,11 +50,17 @@ async def test_transient_failure_is_retried_after_idle_time(
 
 
 async def test_entry_delivered_too_often_is_dead_lettered(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
-    settings = settings.model_copy(update={"max_deliveries": 2})
     broken = HookedEmbedder(embedder, fail_times(1000))
-    pipeline = await _pipeline(settings, redis, pool, store, broken)
+    pipeline = await open_pipeline(embedder=broken, max_deliveries=2)
+    settings = pipeline.settings
     await add_listings(pool, 1, 3)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3]})
     await pipeline.drain()
@@ -106,16 +113,23 @@ def test_redact(text: str, expected: str) -> None:
 
 
 async def test_stored_failures_are_redacted(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
-    settings = settings.model_copy(update={"max_deliveries": 2})
 
     async def leaky(_: Sequence[str]) -> None:
         raise TransientError(
             f"Error code: 401 - Incorrect API key provided: {KEY}; via redis://:pw@cache:6379"
         )
 
-    pipeline = await _pipeline(settings, redis, pool, store, HookedEmbedder(embedder, leaky))
+    pipeline = await open_pipeline(embedder=HookedEmbedder(embedder, leaky), max_deliveries=2)
+
+    settings = pipeline.settings
     await add_listings(pool, 1, 2)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2]})
     await pipeline.drain()

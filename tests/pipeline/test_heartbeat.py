@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from pipeline.helpers import HookedEmbedder, add_listings, expected_index, push, stored_index, wait_until
+from pipeline.helpers import (
+    HookedEmbedder,
+    OpenPipeline,
+    add_listings,
+    expected_index,
+    push,
+    stored_index,
+    wait_until,
+)
 from redis.asyncio import Redis
 
 from finally_indexer.core.roles import serve_worker
@@ -15,7 +23,6 @@ from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamGroup
 from finally_indexer.processor.consume import keep_claimed
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
 
 GROUP = "g"
@@ -34,18 +41,18 @@ async def _pending(redis: Redis, stream: str, entry_id: str) -> dict[str, Any]:
     return dict(found[0])
 
 
-async def test_idle_entry_is_claimable_without_heartbeat(redis: Redis, settings: Settings) -> None:
+async def test_idle_entry_is_claimable_without_heartbeat(redis: Redis, redis_settings: Settings) -> None:
     """The control: without the heartbeat, another consumer takes the entry after the idle time."""
-    stream = f"t{settings.collection}:hb"
+    stream = f"t{redis_settings.collection}:hb"
     entry_id = await _one_read_entry(redis, stream, "a")
-    await asyncio.sleep(settings.reclaim_idle_ms / 1000 + 0.1)
-    _, claimed, *_ = await redis.xautoclaim(stream, GROUP, "b", settings.reclaim_idle_ms, "0-0")
+    await asyncio.sleep(redis_settings.reclaim_idle_ms / 1000 + 0.1)
+    _, claimed, *_ = await redis.xautoclaim(stream, GROUP, "b", redis_settings.reclaim_idle_ms, "0-0")
     assert [i.decode() for i, _ in claimed] == [entry_id]
 
 
-async def test_entry_under_heartbeat_is_not_claimable(redis: Redis, settings: Settings) -> None:
-    stream = f"t{settings.collection}:hb"
-    idle_ms = settings.reclaim_idle_ms
+async def test_entry_under_heartbeat_is_not_claimable(redis: Redis, redis_settings: Settings) -> None:
+    stream = f"t{redis_settings.collection}:hb"
+    idle_ms = redis_settings.reclaim_idle_ms
     entry_id = await _one_read_entry(redis, stream, "a")
     async with keep_claimed(
         redis, StreamGroup(stream, GROUP, "test"), "a", [entry_id], every_s=idle_ms / 1000 / 3
@@ -59,9 +66,11 @@ async def test_entry_under_heartbeat_is_not_claimable(redis: Redis, settings: Se
     assert pending["times_delivered"] == 1
 
 
-async def test_heartbeat_does_not_pull_back_an_entry_taken_over(redis: Redis, settings: Settings) -> None:
+async def test_heartbeat_does_not_pull_back_an_entry_taken_over(
+    redis: Redis, redis_settings: Settings
+) -> None:
     """An entry another consumer claimed (after missed heartbeats) stays with that consumer."""
-    stream = f"t{settings.collection}:hb"
+    stream = f"t{redis_settings.collection}:hb"
     entry_id = await _one_read_entry(redis, stream, "a")
     await redis.xclaim(stream, GROUP, "b", 0, [entry_id])
     async with keep_claimed(redis, StreamGroup(stream, GROUP, "test"), "a", [entry_id], every_s=0.05):
@@ -72,7 +81,13 @@ async def test_heartbeat_does_not_pull_back_an_entry_taken_over(redis: Redis, se
 
 
 async def test_worker_does_not_reclaim_a_slow_batch(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
     """A batch whose embedding takes several idle periods is embedded once, not reclaimed meanwhile."""
     slow_s = settings.reclaim_idle_ms / 1000 * 8
@@ -82,7 +97,7 @@ async def test_worker_does_not_reclaim_a_slow_batch(
             await asyncio.sleep(slow_s)
 
     slow = HookedEmbedder(embedder, slow_first)
-    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=slow)
+    pipeline = await open_pipeline(embedder=slow)
     await add_listings(pool, 1, 5)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3, 4, 5]})
     stop = asyncio.Event()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.housekeeping import forget_dead_consumers, trim_stream
+
+
+@pytest.fixture
+def settings(redis_settings: Settings) -> Settings:
+    """Redis only: no database schema is set up for these tests."""
+    return redis_settings
+
 
 GROUP = "g"
 

@@ -7,30 +7,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from pipeline.helpers import HookedEmbedder, add_listings, assert_converged, one_row, push
+from pipeline.helpers import HookedEmbedder, OpenPipeline, add_listings, assert_converged, one_row, push
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamEntry
 from finally_indexer.processor.embedding import Embedder
-from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.texts import build_text, text_hash
 from finally_indexer.processor.vectorstore import VectorStore
 from finally_indexer.schemas.jobs import Operation
 from finally_indexer.schemas.messages import BatchMessage
 
 
-async def _open(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
-) -> Pipeline:
-    return await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=embedder)
-
-
 async def test_resync_of_unchanged_listings_makes_no_embedding_call(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
     counting = HookedEmbedder(embedder)
-    pipeline = await _open(settings, redis, pool, store, counting)
+    pipeline = await open_pipeline(embedder=counting)
     await add_listings(pool, 1, 30)
     await push(redis, settings, {"operation": "sync", "product_ids": "all"})
     await pipeline.drain()
@@ -44,7 +43,13 @@ async def test_resync_of_unchanged_listings_makes_no_embedding_call(
 
 
 async def test_row_edited_while_embedded_stays_unflagged_and_is_picked_up_again(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
     edited = asyncio.Event()
 
@@ -53,7 +58,7 @@ async def test_row_edited_while_embedded_stays_unflagged_and_is_picked_up_again(
             edited.set()
             await pool.execute("UPDATE products SET content = '방금 수정됨', updated_at = now() WHERE id = 2")
 
-    pipeline = await _open(settings, redis, pool, store, HookedEmbedder(embedder, edit_once))
+    pipeline = await open_pipeline(embedder=HookedEmbedder(embedder, edit_once))
     await add_listings(pool, 1, 3)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3]})
     await pipeline.drain()
@@ -67,7 +72,13 @@ async def test_row_edited_while_embedded_stays_unflagged_and_is_picked_up_again(
 
 
 async def test_two_workers_racing_leave_the_newer_version(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
     """Worker A reads version 1 and is held in its embedding call while B indexes version 2."""
     await add_listings(pool, 1, 1)
@@ -77,8 +88,8 @@ async def test_two_workers_racing_leave_the_newer_version(
         a_read.set()
         await b_done.wait()
 
-    worker_a = await _open(settings, redis, pool, store, HookedEmbedder(embedder, hold_a))
-    worker_b = await _open(settings, redis, pool, store, embedder)
+    worker_a = await open_pipeline(embedder=HookedEmbedder(embedder, hold_a))
+    worker_b = await open_pipeline(embedder=embedder)
     entry = StreamEntry(settings.batch_stream, "0-1", {k.encode(): v.encode() for k, v in BatchMessage(
         job_id="race", seq=0, operation=Operation.SYNC, product_ids=[1]).to_fields().items()})  # fmt: skip
 
@@ -100,11 +111,17 @@ async def test_two_workers_racing_leave_the_newer_version(
 
 
 async def test_text_changed_back_while_a_slow_worker_holds_the_middle_version(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
     """A→B→A: B's slow write must not land over A once A (same text as stored) has been confirmed."""
     await add_listings(pool, 1, 1)
-    first = await _open(settings, redis, pool, store, embedder)
+    first = await open_pipeline(embedder=embedder)
     entry = StreamEntry(settings.batch_stream, "0-1", {k.encode(): v.encode() for k, v in BatchMessage(
         job_id="aba", seq=0, operation=Operation.SYNC, product_ids=[1]).to_fields().items()})  # fmt: skip
     await first.indexer.handle(entry)  # text A stored
@@ -116,7 +133,7 @@ async def test_text_changed_back_while_a_slow_worker_holds_the_middle_version(
         slow_read.set()
         await fast_done.wait()
 
-    slow = await _open(settings, redis, pool, store, HookedEmbedder(embedder, hold))
+    slow = await open_pipeline(embedder=HookedEmbedder(embedder, hold))
     await pool.execute(
         "UPDATE products SET content = 'B 버전', updated_at = now() + interval '1 second' WHERE id = 1"
     )

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-import asyncpg
 import pytest
 from fakes.openai_server import FakeOpenAI
-from pipeline.helpers import add_listings, events, expected_index, one_row, push, stored_index
+from pipeline.helpers import OpenPipeline, add_listings, events, expected_index, one_row, push, stored_index
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedders.openai import OpenAIEmbedder, RetryPolicy
 from finally_indexer.processor.pipeline import Pipeline
-from finally_indexer.processor.vectorstore import VectorStore
 from finally_indexer.schemas.messages import EventType
 
 
 @pytest.fixture
 async def openai_pipeline(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, fake_openai: FakeOpenAI
+    open_pipeline: OpenPipeline, settings: Settings, fake_openai: FakeOpenAI
 ) -> AsyncIterator[Pipeline]:
     retry = RetryPolicy(
         max_attempts=4,
@@ -36,8 +33,7 @@ async def openai_pipeline(
         api_key=SecretStr("sk-test"), model="text-embedding-3-large", dimensions=settings.vector_size,
         base_url=fake_openai.base_url, retry=retry,
     )  # fmt: skip
-    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=embedder)
-    yield pipeline
+    yield await open_pipeline(embedder=embedder)
     await embedder.aclose()
 
 

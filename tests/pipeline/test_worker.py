@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from pipeline.helpers import (
     HookedEmbedder,
+    OpenPipeline,
     add_listings,
     assert_converged,
     expected_index,
@@ -70,10 +71,16 @@ async def test_worker_processes_backlog_and_acks_on_the_right_groups(
 
 
 async def test_worker_reclaims_a_failed_batch(
-    settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder
+    *,
+    open_pipeline: OpenPipeline,
+    settings: Settings,
+    redis: Redis,
+    pool: asyncpg.Pool[Any],
+    store: VectorStore,
+    embedder: Embedder,
 ) -> None:
     flaky = HookedEmbedder(embedder, fail_times(1))
-    pipeline = await Pipeline.open(settings, redis=redis, pool=pool, store=store, embedder=flaky)
+    pipeline = await open_pipeline(embedder=flaky)
     await add_listings(pool, 1, 8)
     await push(redis, settings, {"operation": "sync", "product_ids": list(range(1, 9))})
     await _run_until_converged(pipeline, settings)

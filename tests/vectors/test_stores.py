@@ -43,9 +43,6 @@ class StoreContract:
     def store(self, tmp_path: Path) -> VectorStore:
         raise NotImplementedError
 
-    async def test_is_a_vector_store(self, store: VectorStore) -> None:
-        assert isinstance(store, VectorStore)
-
     async def test_ensure_collection_is_idempotent(self, store: VectorStore) -> None:
         await store.upsert([point(1, 10)])
         await store.ensure_collection()
