@@ -34,6 +34,7 @@ from finally_indexer.db.state import IndexedListing
 from finally_indexer.processor.deadletter import DeadLetters
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
+from finally_indexer.processor.stores.points import MODEL_KEY
 from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
 from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, VectorStore
 from finally_indexer.schemas.jobs import Operation
@@ -190,14 +191,14 @@ class Indexer:
         if listings:
             updates = [
                 PayloadUpdate(
-                    x.product_id, x.version, x.hash, payload_for(x.row) | {"model": self._embedder.model}
+                    x.product_id, x.version, x.hash, payload_for(x.row) | {MODEL_KEY: self._embedder.model}
                 )
                 for x in listings
             ]
             await self._store.update_payloads(updates)
 
     def _point(self, x: _Listing, vector: list[float]) -> ListingPoint:
-        payload = payload_for(x.row) | {"model": self._embedder.model}
+        payload = payload_for(x.row) | {MODEL_KEY: self._embedder.model}
         return ListingPoint(
             product_id=x.product_id, vector=vector, version=x.version, text_hash=x.hash, payload=payload
         )

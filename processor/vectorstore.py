@@ -44,6 +44,7 @@ class StoredListing:
     product_id: int
     version: int
     text_hash: str
+    model: str | None = None  # the embedding model named in the payload (None: written without one)
 
 
 @dataclass(frozen=True, slots=True)

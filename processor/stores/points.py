@@ -15,11 +15,21 @@ from typing import Any
 
 from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, StoredListing
 
-__all__ = ["PRODUCT_ID_KEY", "SCROLL_PAGE", "TEXT_HASH_KEY", "VERSION_KEY", "point_payload", "stored_listing"]
+__all__ = [
+    "MODEL_KEY",
+    "PRODUCT_ID_KEY",
+    "SCROLL_PAGE",
+    "TEXT_HASH_KEY",
+    "VERSION_KEY",
+    "point_payload",
+    "stored_listing",
+]
 
 VERSION_KEY = "version"
 TEXT_HASH_KEY = "text_hash"
 PRODUCT_ID_KEY = "product_id"
+#: The embedding model that made the vector (set by the indexer; audits compare it with the settings).
+MODEL_KEY = "model"
 #: Points per scroll page in ``scan``: payload only, so a page is a few hundred kilobytes.
 SCROLL_PAGE = 1_000
 
@@ -41,4 +51,5 @@ def stored_listing(point_id: Any, payload: dict[str, Any] | None) -> StoredListi
         product_id=int(point_id),
         version=int(payload.get(VERSION_KEY) or 0),
         text_hash=str(payload.get(TEXT_HASH_KEY) or ""),
+        model=str(payload[MODEL_KEY]) if payload.get(MODEL_KEY) is not None else None,
     )
