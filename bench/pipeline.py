@@ -127,9 +127,8 @@ async def full_sync_worker(redis: Redis, pool: asyncpg.Pool[Any], settings: Sett
     started = time.perf_counter()
     await redis.lpush(settings.legacy_list, json.dumps(job))
     # Completion is a row in PostgreSQL written by the worker: polling it (every 20 ms) is the clock.
-    while (
-        await pool.fetchval("SELECT status FROM index_jobs WHERE external_id = 'bench-worker'") != "completed"
-    ):  # noqa: ASYNC110
+    done = "SELECT status FROM index_jobs WHERE external_id = 'bench-worker'"
+    while await pool.fetchval(done) != "completed":  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - started
     stop.set()
