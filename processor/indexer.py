@@ -7,6 +7,12 @@ match are skipped (no embedding call) unless the job forces it; the rest are emb
 newer point), flagged ``is_conversion`` for the embedded row version only, and recorded in
 ``index_state`` — all PostgreSQL effects and the batch's completion in one transaction.
 
+Deletes leave a tombstone (``db/tombstones.py``) before they remove points, and remove only points
+not newer than the delete; a sync never keeps a point for a row version a tombstone covers (it
+checks before embedding, and again after its upsert, which closes the race with a delete that
+commits in between). So a stale read cannot bring a deleted listing back, and a late or
+redelivered delete cannot remove a listing re-created since.
+
 Every effect is idempotent, so a redelivered batch converges to the same state at no embedding
 cost. Transient failures propagate (the entry stays pending and is reclaimed); an input the model
 rejects, or a row without ``updated_at``, fails only its listing. Events go to Redis only after
@@ -27,7 +33,7 @@ from pydantic import ValidationError
 
 from finally_indexer.core.metrics import END_TO_END_SECONDS, FAILURES, LISTINGS
 from finally_indexer.core.streams import StreamEntry
-from finally_indexer.db import failures, jobs, products, state
+from finally_indexer.db import failures, jobs, products, state, tombstones
 from finally_indexer.db.failures import Failure
 from finally_indexer.db.jobs import BatchCounts
 from finally_indexer.db.state import IndexedListing
@@ -79,15 +85,21 @@ class _Outcome:
     written: list[_Listing] = field(default_factory=list)  # embedded and upserted
     skipped: list[_Listing] = field(default_factory=list)  # unchanged, no embedding call
     refreshed: list[_Listing] = field(default_factory=list)  # skipped, but the row moved on: new payload
-    deleted: list[int] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)  # removed: rows gone from PostgreSQL, or deleted
+    tombstoned: list[int] = field(default_factory=list)  # removed: the row read is older than a delete
+    spared: list[int] = field(default_factory=list)  # a delete of a row re-created since: kept
     rejected: dict[int, _Failed] = field(default_factory=dict)  # failed listings: product id -> why
     new_ids: set[int] = field(default_factory=set)  # written listings that were not stored before
+
+    def removed(self) -> list[int]:
+        """Every listing whose point this batch removed."""
+        return [*self.deleted, *self.tombstoned]
 
     def counts(self) -> BatchCounts:
         return BatchCounts(
             indexed=len(self.written),
-            skipped=len(self.skipped),
-            deleted=len(self.deleted),
+            skipped=len(self.skipped) + len(self.spared),
+            deleted=len(self.removed()),
             failed=len(self.rejected),
         )
 
@@ -114,12 +126,33 @@ class Indexer:
             await self._dead.invalid_batch(entry, exc)
             return
         if batch.operation is Operation.DELETE:
-            outcome = _Outcome(deleted=list(batch.product_ids))
-            await self._delete_points(outcome.deleted)
+            outcome = await self._delete(batch)
         else:
             outcome = await self._sync(batch)
         job_status = await self._commit(entry, batch, outcome, deliveries)
         await self._report(batch, outcome, job_status)
+
+    async def _delete(self, batch: BatchMessage) -> _Outcome:
+        """Tombstone and remove the listings, except those whose row is newer than the delete."""
+        deleted_at = _requested_version(batch)
+        rows = await products.fetch_listings(self._pool, batch.product_ids)
+        newer = {
+            pid
+            for pid, row in rows.items()
+            if row["updated_at"] is not None and version_of(row["updated_at"]) > deleted_at
+        }
+        outcome = _Outcome(
+            deleted=[i for i in batch.product_ids if i not in newer],
+            spared=[i for i in batch.product_ids if i in newer],
+        )
+        await self._bury(outcome.deleted, version=deleted_at)
+        return outcome
+
+    async def _bury(self, ids: list[int], *, version: int) -> None:
+        """Tombstone first (committed), then remove the points not newer than ``version``."""
+        if ids:
+            await tombstones.record(self._pool, ids, version=version)
+            await self._store.delete(ids, max_version=version)
 
     async def _sync(self, batch: BatchMessage) -> _Outcome:
         rows = await products.fetch_listings(self._pool, batch.product_ids)
@@ -132,12 +165,23 @@ class Indexer:
                 )
             else:
                 listings.append(self._render(record))
+        listings = await self._drop_tombstoned(listings, outcome)
         todo = await self._split_unchanged(listings, outcome, force=batch.force)
         if todo:
             await self._embed_and_upsert(todo, outcome)
+            outcome.written = await self._drop_tombstoned(outcome.written, outcome)
         await self._refresh_payloads(outcome.refreshed)
-        await self._delete_points(outcome.deleted)
+        await self._bury(outcome.deleted, version=_now_version())
         return outcome
+
+    async def _drop_tombstoned(self, listings: list[_Listing], outcome: _Outcome) -> list[_Listing]:
+        """The listings no tombstone covers; the others' points (at their version or older) are removed."""
+        dead = await tombstones.covered(self._pool, [(x.product_id, x.version) for x in listings])
+        for x in listings:
+            if x.product_id in dead:
+                await self._store.delete([x.product_id], max_version=x.version)
+                outcome.tombstoned.append(x.product_id)
+        return [x for x in listings if x.product_id not in dead]
 
     def _render(self, record: asyncpg.Record) -> _Listing:
         row = dict(record)
@@ -160,7 +204,7 @@ class Indexer:
             unchanged = (
                 held is not None
                 and held.text_hash == x.hash
-                and models.get(x.product_id) == self._embedder.model
+                and (held.model or models.get(x.product_id)) == self._embedder.model
             )
             (outcome.skipped if unchanged and not force else todo).append(x)
             if unchanged and not force and held is not None and held.version < x.version:
@@ -203,10 +247,6 @@ class Indexer:
             product_id=x.product_id, vector=vector, version=x.version, text_hash=x.hash, payload=payload
         )
 
-    async def _delete_points(self, ids: list[int]) -> None:
-        if ids:
-            await self._store.delete(ids)
-
     async def _commit(
         self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, deliveries: int
     ) -> str | None:
@@ -222,12 +262,14 @@ class Indexer:
             await jobs.lock_job(conn, batch.job_id)
             await products.mark_converted(conn, [(x.product_id, x.updated_at) for x in indexed])
             await state.upsert_states(conn, [self._state_of(x) for x in indexed])
-            await products.mark_unconverted(conn, [*outcome.deleted, *outcome.rejected])
-            await state.delete_states(conn, outcome.deleted)
+            await products.mark_unconverted(conn, [*outcome.deleted, *outcome.tombstoned, *outcome.rejected])
+            await state.delete_states(conn, [*outcome.deleted, *outcome.tombstoned])
             await failures.record_failures(
                 conn, [_rejection(entry, batch, pid, why) for pid, why in outcome.rejected.items()]
             )
-            await failures.resolve_succeeded(conn, [x.product_id for x in indexed] + outcome.deleted)
+            await failures.resolve_succeeded(
+                conn, [x.product_id for x in indexed] + outcome.deleted + outcome.tombstoned
+            )
             if await jobs.complete_batch(
                 conn, batch.job_id, batch.seq, outcome.counts(), deliveries=deliveries
             ):
@@ -241,7 +283,7 @@ class Indexer:
         """The batch's events (and the job's completion, if it closed the job), after the commit."""
         counts = outcome.counts()
         # Everything whose stored point changed, payload-only refreshes included (cache invalidation).
-        changed = [x.product_id for x in [*outcome.written, *outcome.refreshed]] + outcome.deleted
+        changed = [x.product_id for x in [*outcome.written, *outcome.refreshed]] + outcome.removed()
         events = [
             Event(
                 type=EventType.BATCH_INDEXED,
@@ -265,6 +307,16 @@ class Indexer:
         log.info("batch_indexed", job_id=batch.job_id, seq=batch.seq, **_as_dict(counts))
 
 
+def _requested_version(batch: BatchMessage) -> int:
+    """A delete's version: when its job entered the system (the same for every redelivery)."""
+    return batch.received_ms * 1000 if batch.received_ms else _now_version()
+
+
+def _now_version() -> int:
+    """Now, in the unit of row versions (microseconds since the epoch)."""
+    return time.time_ns() // 1000
+
+
 def _as_dict(counts: BatchCounts) -> dict[str, int]:
     return {
         "indexed": counts.indexed,
@@ -279,7 +331,7 @@ def _count(outcome: _Outcome) -> None:
     LISTINGS.labels(outcome="indexed").inc(new)
     LISTINGS.labels(outcome="updated").inc(len(outcome.written) - new)
     LISTINGS.labels(outcome="skipped").inc(len(outcome.skipped))
-    LISTINGS.labels(outcome="deleted").inc(len(outcome.deleted))
+    LISTINGS.labels(outcome="deleted").inc(len(outcome.removed()))
     LISTINGS.labels(outcome="failed").inc(len(outcome.rejected))
     for reason, failed in _by_reason(outcome.rejected).items():
         FAILURES.labels(reason=reason).inc(len(failed))

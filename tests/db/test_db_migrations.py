@@ -17,7 +17,15 @@ from finally_indexer.core.errors import ConfigurationError
 from finally_indexer.db import migrate
 from finally_indexer.db.migrations.sqlscript import split_statements
 
-SERVICE_TABLES = {"index_jobs", "index_job_batches", "index_state", "failed_operations", "alembic_version"}
+SERVICE_TABLES = {
+    "index_jobs",
+    "index_job_batches",
+    "index_state",
+    "failed_operations",
+    "index_tombstones",
+    "audit_reports",
+    "alembic_version",
+}
 
 
 @pytest.fixture
@@ -49,7 +57,7 @@ async def test_upgrade_creates_schema_tables_and_version(postgres_dsn: str, fres
     await asyncio.to_thread(migrate.upgrade, postgres_dsn, schema=fresh_schema)
 
     assert await _tables(postgres_dsn, fresh_schema) == SERVICE_TABLES
-    assert migrate.current(postgres_dsn, fresh_schema) == migrate.head() == "0001"
+    assert migrate.current(postgres_dsn, fresh_schema) == migrate.head() == "0002"
 
 
 async def test_upgrade_twice_is_a_no_op(postgres_dsn: str, fresh_schema: str) -> None:
@@ -142,6 +150,8 @@ def test_offline_sql_sets_the_schema_and_records_the_version() -> None:
     assert 'SET search_path TO "reviewed", public' in sql
     assert "CREATE TABLE failed_operations" in sql
     assert "INSERT INTO reviewed.alembic_version (version_num) VALUES ('0001')" in sql
+    assert "CREATE TABLE index_tombstones" in sql
+    assert "UPDATE reviewed.alembic_version SET version_num='0002'" in sql
 
 
 async def test_packaged_alembic_ini_drives_the_cli(
