@@ -172,3 +172,24 @@ FRESHNESS = Gauge(
 FAILURES_OPEN = Gauge(
     "failed_operations_open", "Unresolved rows in failed_operations.", namespace=NS, registry=REGISTRY
 )
+
+# --- the audit (projections of the latest completed report in PostgreSQL) ---------------------------
+AUDIT_LISTINGS = Gauge(
+    "audit_listings",
+    "Listings per verdict (ok, missing, stale, ghost, wrong_flag, wrong_model) in the latest completed audit.",
+    ["verdict"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+AUDIT_LAST_COMPLETED = Gauge(
+    "audit_last_completed_timestamp_seconds",
+    "When the latest audit completed (Unix time; 0 before the first).",
+    namespace=NS,
+    registry=REGISTRY,
+)
+AUDIT_DRIFT_STREAK = Gauge(
+    "audit_drift_streak",
+    "Consecutive completed audits, newest first, that found drift (any verdict but ok).",
+    namespace=NS,
+    registry=REGISTRY,
+)

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(2, ge=1, le=64)
     consumer_name: str | None = None
     stream_retention_s: int = Field(86_400, ge=0)
+    tombstone_retention_s: int = Field(7 * 86_400, ge=0)
+
+    # Audit
+    audit_interval_s: int = Field(3_600, ge=0)
+    audit_keep_reports: int = Field(100, ge=1)
 
     # HTTP
     http_host: str = "127.0.0.1"
@@ -145,6 +150,10 @@ class Settings(BaseSettings):
         if self.embedder is EmbedderKind.AUTO:
             return EmbedderKind.OPENAI if self.openai_api_key else EmbedderKind.HASHING
         return self.embedder
+
+    def model_name(self) -> str:
+        """The name of the model the configured embedder writes into every point's payload."""
+        return c.HASHING_MODEL if self.resolved_embedder() is EmbedderKind.HASHING else self.embedding_model
 
 
 def load_settings(**overrides: object) -> Settings:

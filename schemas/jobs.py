@@ -56,6 +56,7 @@ class JobSource(StrEnum):
     LEGACY = "legacy"  # moved from the legacy list by the bridge
     API = "api"  # POST /sync
     RETRY = "retry"  # POST /retry
+    AUDIT = "audit"  # the repairs of an audit
 
 
 # --- product ids ------------------------------------------------------------------------------------

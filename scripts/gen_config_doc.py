@@ -44,8 +44,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Streams and processing": (
         "legacy_list", "jobs_stream", "batch_stream", "events_stream", "dead_letter_stream",
         "batch_size", "reclaim_idle_ms", "max_deliveries", "worker_concurrency", "consumer_name",
-        "stream_retention_s",
+        "stream_retention_s", "tombstone_retention_s",
     ),
+    "Audit": ("audit_interval_s", "audit_keep_reports"),
     "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
     "Logging": ("log_level", "log_format"),
 }  # fmt: skip
@@ -93,6 +94,15 @@ MEANINGS: dict[str, str] = {
         "Acknowledged entries of the jobs and batch streams are kept this long (s) as an audit log,"
         " then trimmed; undelivered or pending entries are never trimmed."
     ),
+    "tombstone_retention_s": (
+        "Deleted listings are remembered this long (s), so that a late write of a row read before the"
+        " delete cannot bring them back; then forgotten."
+    ),
+    "audit_interval_s": (
+        "Workers audit the collection against PostgreSQL this often (s); one audit at a time across"
+        " all workers; 0 = never (run `finally-indexer audit` or `POST /audit` instead)."
+    ),
+    "audit_keep_reports": "Audit reports kept in PostgreSQL (the newest).",
     "worker_concurrency": "Batches a worker process handles at once.",
     "consumer_name": "Consumer name in the groups; unset = host name and process id.",
     "http_host": "Address the API binds to.",

@@ -170,5 +170,6 @@ def redis_settings(redis_url: str, test_uid: str, tmp_path: Path) -> Settings:
         dead_letter_stream=f"t{uid}:dead-letter",
         collection=f"t{uid}",
         consumer_name=f"t{uid}-consumer",
+        audit_interval_s=0,
         http_port=0,
     )

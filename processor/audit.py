@@ -1,0 +1,312 @@
+"""The audit: proves the collection matches PostgreSQL, listing by listing, and repairs what drifted.
+
+Both sides are streamed in id order and merged — PostgreSQL by keyset pages, the collection by
+scroll with payloads only (never vectors) — so neither is ever held whole in memory. Every
+listing gets one verdict:
+
+=============  =====================================================================================
+``ok``         as it should be
+``missing``    the row should be searchable and no point exists
+``stale``      the point's version or text hash differs from the row as it is now
+``ghost``      a point with no row, or for a row a delete covers (its tombstone)
+``wrong_flag`` the point is right (or rightly absent) but ``is_conversion`` says otherwise
+``wrong_model`` the point was embedded by another model than the configured one
+=============  =====================================================================================
+
+With ``repair`` the fixes go through the ordinary pipeline as ordinary jobs — a sync for
+missing and stale listings, a forced sync for wrong-model ones, a delete for ghosts — and wrong
+flags are corrected in one transaction (for the row version the audit saw). One audit runs at a
+time per collection, across every process (a Redis lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+import asyncpg
+import structlog
+from redis.asyncio import Redis
+
+from finally_indexer.core import metrics
+from finally_indexer.core.constants import MAX_IDS_PER_JOB
+from finally_indexer.core.errors import redact
+from finally_indexer.core.settings import Settings
+from finally_indexer.db import audit as queries
+from finally_indexer.processor.enqueue import enqueue_job
+from finally_indexer.processor.texts import build_text, text_hash, version_of
+from finally_indexer.processor.vectorstore import StoredListing, VectorStore
+from finally_indexer.schemas.jobs import Job, JobSource, Operation
+
+__all__ = ["AuditBusy", "Auditor", "Verdict", "judge"]
+
+log = structlog.get_logger(__name__)
+
+#: Listings read per keyset page: one query per 5,000 listings, a few megabytes per page.
+PAGE: Final = 5_000
+#: Product ids kept per verdict as examples in a report.
+SAMPLE_SIZE: Final = 20
+#: Seconds the audit lock lives without renewal: a crashed auditor blocks the next one this long.
+LOCK_TTL_S: Final = 60
+#: Progress is reported every this many listings.
+PROGRESS_EVERY: Final = 1_000
+
+Progress = Callable[[int, int], None]  # (listings judged, listings expected)
+#: Past every product id (ids are positive 64-bit integers): "this side is exhausted".
+_END: Final = 2**64
+
+
+class Verdict(StrEnum):
+    """What the audit found for one listing."""
+
+    OK = "ok"
+    MISSING = "missing"
+    STALE = "stale"
+    GHOST = "ghost"
+    WRONG_FLAG = "wrong_flag"
+    WRONG_MODEL = "wrong_model"
+
+
+class AuditBusy(RuntimeError):
+    """Another audit of the same collection is running."""
+
+
+def judge(row: asyncpg.Record | None, point: StoredListing | None, *, model: str, template: str) -> Verdict:
+    """The verdict for one listing: its row (None when absent) against its point (None when absent)."""
+    if row is None:
+        return Verdict.GHOST
+    updated_at: datetime | None = row["updated_at"]
+    version = version_of(updated_at) if updated_at is not None else None
+    if version is None or (row["tombstone"] is not None and row["tombstone"] >= version):
+        return _should_be_absent(row, point, deleted=version is not None)
+    if point is None:
+        return Verdict.MISSING
+    if point.model is not None and point.model != model:
+        return Verdict.WRONG_MODEL
+    if point.version != version or point.text_hash != text_hash(build_text(dict(row), template)):
+        return Verdict.STALE
+    return Verdict.OK if row["is_conversion"] else Verdict.WRONG_FLAG
+
+
+def _should_be_absent(row: asyncpg.Record, point: StoredListing | None, *, deleted: bool) -> Verdict:
+    """A deleted row version, or a row without ``updated_at`` (which cannot be indexed)."""
+    if point is not None:
+        return Verdict.GHOST if deleted else Verdict.STALE
+    return Verdict.WRONG_FLAG if row["is_conversion"] else Verdict.OK
+
+
+@dataclass(slots=True)
+class _Tally:
+    counts: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, list[int]] = field(default_factory=dict)
+    listings: int = 0
+    points: int = 0
+
+    def add(self, verdict: Verdict, product_id: int) -> None:
+        self.counts[verdict.value] += 1
+        if verdict is not Verdict.OK:
+            sample = self.samples.setdefault(verdict.value, [])
+            if len(sample) < SAMPLE_SIZE:
+                sample.append(product_id)
+
+    @property
+    def drift(self) -> int:
+        return sum(n for verdict, n in self.counts.items() if verdict != Verdict.OK)
+
+
+class _Repairs:
+    """Fixes collected while auditing; jobs are queued every ``MAX_IDS_PER_JOB`` ids (bounded memory)."""
+
+    def __init__(self, auditor: Auditor, audit_id: str) -> None:
+        self._auditor = auditor
+        self._by = f"audit {audit_id}"
+        self._ids: dict[tuple[Operation, bool], list[int]] = {}
+        self.flags: list[tuple[int, bool, datetime | None]] = []
+        self.job_ids: list[str] = []
+
+    async def add(self, verdict: Verdict, product_id: int, row: asyncpg.Record | None) -> None:
+        if verdict is Verdict.WRONG_FLAG and row is not None:
+            self.flags.append((product_id, not row["is_conversion"], row["updated_at"]))
+        elif verdict is Verdict.GHOST:
+            await self._queue(Operation.DELETE, False, product_id)
+        elif verdict in (Verdict.MISSING, Verdict.STALE, Verdict.WRONG_MODEL):
+            await self._queue(Operation.SYNC, verdict is Verdict.WRONG_MODEL, product_id)
+
+    async def _queue(self, operation: Operation, force: bool, product_id: int) -> None:
+        ids = self._ids.setdefault((operation, force), [])
+        ids.append(product_id)
+        if len(ids) >= MAX_IDS_PER_JOB:
+            await self._flush(operation, force)
+
+    async def finish(self) -> int:
+        """Queue what is left and correct the flags (one transaction); the number of flags corrected."""
+        for operation, force in list(self._ids):
+            await self._flush(operation, force)
+        async with self._auditor.pool.acquire() as conn, conn.transaction():
+            return await queries.correct_flags(conn, self.flags)
+
+    async def _flush(self, operation: Operation, force: bool) -> None:
+        ids = self._ids.pop((operation, force), [])
+        if ids:
+            job = Job.build(
+                source=JobSource.AUDIT, operation=operation, product_ids=ids, scope="ids", force=force,
+                requested_by=self._by,
+            )  # fmt: skip
+            self.job_ids.append(await self._auditor.enqueue(job))
+
+
+class Auditor:
+    """Runs audits of one collection against PostgreSQL."""
+
+    def __init__(
+        self, *, pool: asyncpg.Pool[Any], redis: Redis, store: VectorStore, settings: Settings
+    ) -> None:
+        self.pool = pool
+        self._redis = redis
+        self._store = store
+        self._settings = settings
+        self._model = settings.model_name()
+
+    def lock_key(self) -> str:
+        """The Redis key that keeps audits of this collection one at a time."""
+        return f"finally-indexer:audit-lock:{self._settings.collection}"
+
+    async def enqueue(self, job: Job) -> str:
+        """Queue a repair job through the ordinary pipeline."""
+        return await enqueue_job(self.pool, self._redis, jobs_stream=self._settings.jobs_stream, job=job)
+
+    async def run(
+        self, *, repair: bool = False, requested_by: str | None = None, audit_id: str | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Audit (and repair) now; the stored report. ``AuditBusy`` if another audit is running."""
+        audit_id = audit_id or new_audit_id()
+        async with self._locked():
+            await queries.start_report(self.pool, audit_id, repair=repair, requested_by=requested_by)
+            started = time.perf_counter()
+            try:
+                tally, repairs = await self._compare(audit_id, repair=repair, progress=progress)
+                flags = await repairs.finish() if repairs is not None else 0
+            except Exception as exc:
+                await self._record_failure(audit_id, started, exc)
+                raise
+            duration = time.perf_counter() - started
+            await queries.finish_report(
+                self.pool, audit_id, status="completed", duration_s=duration, listings=tally.listings,
+                points=tally.points, counts={v.value: tally.counts.get(v.value, 0) for v in Verdict},
+                samples=tally.samples, repair_job_ids=repairs.job_ids if repairs else (), flags_corrected=flags,
+            )  # fmt: skip
+            await queries.prune_reports(self.pool, keep=self._settings.audit_keep_reports)
+        log.info(
+            "audit_completed",
+            audit_id=audit_id,
+            drift=tally.drift,
+            seconds=round(duration, 2),
+            **tally.counts,
+        )
+        await refresh_audit_gauges(self.pool)
+        found = await queries.report(self.pool, audit_id)
+        if found is None:  # pruned at once: AUDIT_KEEP_REPORTS cannot be below 1
+            raise RuntimeError(f"audit report {audit_id} vanished")
+        return found
+
+    async def _compare(
+        self, audit_id: str, *, repair: bool, progress: Progress | None
+    ) -> tuple[_Tally, _Repairs | None]:
+        """The merge of both sides in id order."""
+        tally = _Tally()
+        repairs = _Repairs(self, audit_id) if repair else None
+        expected = await queries.count_listings(self.pool)
+        rows, points = _rows(self.pool), aiter(self._store.scan())
+        row, point = await anext(rows, None), await anext(points, None)
+        while row is not None or point is not None:
+            row_id = int(row["id"]) if row is not None else _END
+            point_id = point.product_id if point is not None else _END
+            pid = min(row_id, point_id)
+            seen_row = row if row_id == pid else None
+            seen_point = point if point_id == pid else None
+            verdict = self._judge(seen_row, seen_point)
+            tally.add(verdict, pid)
+            if repairs is not None and verdict is not Verdict.OK:
+                await repairs.add(verdict, pid, seen_row)
+            if seen_row is not None:
+                tally.listings += 1
+                row = await anext(rows, None)
+                if progress is not None and tally.listings % PROGRESS_EVERY == 0:
+                    progress(tally.listings, expected)
+            if seen_point is not None:
+                tally.points += 1
+                point = await anext(points, None)
+        if progress is not None:
+            progress(tally.listings, expected)
+        return tally, repairs
+
+    def _judge(self, row: asyncpg.Record | None, point: StoredListing | None) -> Verdict:
+        return judge(row, point, model=self._model, template=self._settings.text_template)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        lock = self._redis.lock(self.lock_key(), timeout=LOCK_TTL_S, blocking=False)
+        if not await lock.acquire():
+            raise AuditBusy(f"an audit of collection {self._settings.collection!r} is already running")
+        renew = asyncio.create_task(_keep(lock))
+        try:
+            yield
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+            with contextlib.suppress(Exception):  # expired meanwhile: nothing to release
+                await lock.release()
+
+    async def _record_failure(self, audit_id: str, started: float, exc: Exception) -> None:
+        log.error("audit_failed", audit_id=audit_id, error=redact(repr(exc)))
+        with contextlib.suppress(Exception):  # the report is best effort; the error propagates
+            await queries.finish_report(
+                self.pool, audit_id, status="failed", duration_s=time.perf_counter() - started, listings=0,
+                points=0, counts={}, samples={}, error=redact(f"{type(exc).__name__}: {exc}")[:2000],
+            )  # fmt: skip
+
+
+def new_audit_id() -> str:
+    """A unique, readable audit id."""
+    return f"audit-{uuid.uuid4().hex}"
+
+
+async def _keep(lock: Any) -> None:
+    """Renew the audit lock every third of its lifetime while the audit runs."""
+    while True:
+        await asyncio.sleep(LOCK_TTL_S / 3)
+        await lock.reacquire()
+
+
+async def _rows(pool: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Record]:
+    async for page in queries.listing_pages(pool, page=PAGE):
+        for row in page:
+            yield row
+
+
+async def refresh_audit_gauges(pool: asyncpg.Pool[Any]) -> None:
+    """Set the audit gauges from the latest completed reports (the same figures in every process)."""
+    reports = await queries.latest_reports(pool, limit=10, finished_only=True)
+    completed = [r for r in reports if r["status"] == "completed"]
+    if not completed:
+        return
+    latest = completed[0]
+    for verdict in Verdict:
+        metrics.AUDIT_LISTINGS.labels(verdict=verdict.value).set(latest["counts"].get(verdict.value, 0))
+    metrics.AUDIT_LAST_COMPLETED.set(latest["finished_at"].timestamp())
+    streak = 0
+    for report in completed:
+        if not any(n for v, n in report["counts"].items() if v != Verdict.OK.value):
+            break
+        streak += 1
+    metrics.AUDIT_DRIFT_STREAK.set(streak)

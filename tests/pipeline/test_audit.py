@@ -1,0 +1,183 @@
+"""The audit: each way the index can drift is counted exactly, and ``repair`` brings drift to 0.
+
+Runs on qdrant-client's local mode and on the in-process edge store (the ``store`` fixture is
+overridden here with both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pipeline.helpers import add_listings, assert_converged, push
+from redis.asyncio import Redis
+
+from finally_indexer.core import metrics
+from finally_indexer.core.settings import Settings
+from finally_indexer.processor.audit import AuditBusy, Auditor
+from finally_indexer.processor.pipeline import Pipeline
+from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
+
+LISTINGS = 20
+DRIFTED = {"missing": 1, "stale": 1, "ghost": 1, "wrong_flag": 1, "wrong_model": 1}
+
+
+@pytest.fixture(params=["local", "edge"])
+async def store(
+    request: pytest.FixtureRequest, settings: Settings, tmp_path: Path
+) -> AsyncIterator[VectorStore]:
+    """The collection on qdrant-client's local mode (in memory) and on the edge engine (on disk)."""
+    path = Path(":memory:") if request.param == "local" else tmp_path / "edge"
+    vectors = build_vector_store(
+        settings.model_copy(update={"vector_store": request.param, "qdrant_path": path})
+    )
+    await vectors.ensure_collection()
+    yield vectors
+    await vectors.aclose()
+
+
+@pytest.fixture
+def auditor(pool: asyncpg.Pool[Any], redis: Redis, store: VectorStore, settings: Settings) -> Auditor:
+    return Auditor(pool=pool, redis=redis, store=store, settings=settings)
+
+
+async def _indexed(pipeline: Pipeline, redis: Redis, settings: Settings) -> None:
+    await push(redis, settings, {"operation": "sync", "product_ids": "all"})
+    await pipeline.drain()
+
+
+async def _corrupt_each_way(pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings) -> None:
+    await store.delete([1])  # a point removed by hand
+    await pool.execute(  # a row edited without a job
+        "UPDATE products SET content = '몰래 고침', updated_at = updated_at + interval '1 second' WHERE id = 2"
+    )
+    await pool.execute("UPDATE products SET is_conversion = false WHERE id = 3")  # a flag flipped
+    held = (await store.get([4]))[4]  # a point written by another model (same version and text)
+    vector = [0.5] * settings.vector_size
+    await store.upsert([ListingPoint(4, vector, held.version, held.text_hash, {"model": "another-model"})])
+    await store.upsert([ListingPoint(999, vector, 1, "x", {"model": settings.model_name()})])  # no such row
+
+
+async def test_a_converged_index_has_no_drift(
+    pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], settings: Settings, auditor: Auditor
+) -> None:
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+
+    report = await auditor.run()
+
+    assert report["status"] == "completed"
+    assert report["counts"] == {
+        "ok": LISTINGS,
+        "missing": 0,
+        "stale": 0,
+        "ghost": 0,
+        "wrong_flag": 0,
+        "wrong_model": 0,
+    }
+    assert (report["listings"], report["points"]) == (LISTINGS, LISTINGS)
+    assert report["duration_s"] > 0
+
+
+async def test_each_kind_of_drift_is_counted_and_repaired(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings,
+    auditor: Auditor,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+    await _corrupt_each_way(pool, store, settings)
+
+    found = await auditor.run()
+
+    assert found["counts"] == {"ok": LISTINGS - 4, **DRIFTED}
+    assert found["samples"] == {
+        "missing": [1],
+        "stale": [2],
+        "wrong_flag": [3],
+        "wrong_model": [4],
+        "ghost": [999],
+    }
+    assert found["repair_job_ids"] == []  # an audit without repair changes nothing
+    assert await pool.fetchval("SELECT is_conversion FROM products WHERE id = 3") is False
+
+    repaired = await auditor.run(repair=True)
+
+    assert repaired["counts"] == found["counts"]
+    assert repaired["flags_corrected"] == 1
+    jobs = await pool.fetch(
+        "SELECT operation, force, product_ids, source FROM index_jobs WHERE job_id = ANY($1) ORDER BY operation, force",
+        repaired["repair_job_ids"],
+    )
+    assert [(j["operation"], j["force"], sorted(j["product_ids"]), j["source"]) for j in jobs] == [
+        ("delete", False, [999], "audit"),
+        ("sync", False, [1, 2], "audit"),
+        ("sync", True, [4], "audit"),
+    ]
+    await pipeline.drain()  # the repairs run through the ordinary pipeline
+    after = await auditor.run()
+    assert after["counts"] == {
+        "ok": LISTINGS,
+        "missing": 0,
+        "stale": 0,
+        "ghost": 0,
+        "wrong_flag": 0,
+        "wrong_model": 0,
+    }
+    await assert_converged(pool, store, settings)
+
+
+async def test_a_point_for_a_deleted_row_version_is_a_ghost(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings,
+    auditor: Auditor,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, 3)
+    await _indexed(pipeline, redis, settings)
+    held = (await store.get([2]))[2]
+    await push(redis, settings, {"operation": "delete", "product_ids": [2]})
+    await pipeline.drain()
+    assert (await auditor.run())["counts"]["ok"] == 3  # the row stays, deleted: rightly absent
+
+    vector = [0.5] * settings.vector_size  # an old snapshot restored behind the service's back
+    await store.upsert(
+        [ListingPoint(2, vector, held.version, held.text_hash, {"model": settings.model_name()})]
+    )
+
+    report = await auditor.run(repair=True)
+    assert report["samples"] == {"ghost": [2]}
+    await pipeline.drain()
+    assert sum(n for v, n in (await auditor.run())["counts"].items() if v != "ok") == 0
+    assert await store.get([2]) == {}
+
+
+async def test_one_audit_at_a_time(redis: Redis, auditor: Auditor, pool: asyncpg.Pool[Any]) -> None:
+    lock = redis.lock(auditor.lock_key(), timeout=30)
+    assert await lock.acquire()  # as another worker's audit would
+    try:
+        with pytest.raises(AuditBusy, match="already running"):
+            await auditor.run()
+    finally:
+        await lock.release()
+    assert (await auditor.run())["status"] == "completed"
+    assert await pool.fetchval("SELECT count(*) FROM audit_reports") == 1
+
+
+async def test_reports_are_kept_up_to_the_limit_and_feed_the_gauges(
+    pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings
+) -> None:
+    auditor = Auditor(
+        pool=pool, redis=redis, store=store, settings=settings.model_copy(update={"audit_keep_reports": 2})
+    )
+    await add_listings(pool, 1, 2)
+    await _indexed(pipeline, redis, settings)
+    await store.delete([1])
+    for _ in range(3):
+        await auditor.run()
+
+    assert await pool.fetchval("SELECT count(*) FROM audit_reports") == 2
+    assert metrics.AUDIT_LISTINGS.labels(verdict="missing")._value.get() == 1
+    assert metrics.AUDIT_DRIFT_STREAK._value.get() == 2  # both kept reports found drift
+    assert metrics.AUDIT_LAST_COMPLETED._value.get() > 0
