@@ -20,6 +20,8 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from finally_indexer.core import roles
 from finally_indexer.core.errors import ConfigurationError
@@ -30,6 +32,8 @@ from finally_indexer.db.migrate import upgrade
 from finally_indexer.db.pool import create_pool
 from finally_indexer.db.seed_demo import seed_demo
 from finally_indexer.devenv.servers import DEV_POSTGRES_PORT, DEV_REDIS_PORT, ServerError, dev_servers
+from finally_indexer.processor.audit import AuditBusy, Auditor, Verdict
+from finally_indexer.processor.pipeline import Connections
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +84,57 @@ async def cmd_seed_demo(settings: Settings, args: argparse.Namespace, _stop: asy
     async with _pool(settings) as pool:
         inserted = await seed_demo(pool, count=args.count, seed=args.seed)
     _say(f"inserted {inserted} demo listings")
+
+
+class DriftFound(RuntimeError):
+    """``audit --check`` found drift."""
+
+
+async def cmd_audit(settings: Settings, args: argparse.Namespace, _stop: asyncio.Event) -> None:
+    """Compare PostgreSQL with the collection, listing by listing; ``--repair`` queues the fixes.
+
+    With the in-process edge store, stop the service first (or use ``POST /audit`` on it): the
+    store's files have one opener.
+    """
+    conns = await Connections.open(settings, with_embedder=False)
+    try:
+        auditor = Auditor(pool=conns.pool, redis=conns.redis, store=conns.store, settings=settings)
+        with Progress(
+            TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("audit", total=None)
+            report = await auditor.run(
+                repair=args.repair, requested_by="cli",
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+    finally:
+        await conns.aclose()
+    _say(audit_summary(report))
+    drift = sum(n for verdict, n in report["counts"].items() if verdict != Verdict.OK.value)
+    if args.check and drift:
+        raise DriftFound(f"{drift} listings drifted")
+
+
+def audit_summary(report: dict[str, Any]) -> str:
+    """An audit report as a few lines for a terminal."""
+    lines = [
+        (
+            f"audit {report['audit_id']}: {report['listings']} listings, {report['points']} points, "
+            f"{report['duration_s']:.1f} s"
+        )
+    ]
+    for verdict in Verdict:
+        count = report["counts"].get(verdict.value, 0)
+        sample = report["samples"].get(verdict.value, [])
+        lines.append(
+            f"  {verdict.value:<12}{count:>10}"
+            + (f"   e.g. {', '.join(map(str, sample[:8]))}" if sample else "")
+        )
+    if report["repair"]:
+        lines.append(f"  repair jobs  {', '.join(report['repair_job_ids']) or 'none'}")
+        lines.append(f"  flags corrected {report['flags_corrected']}")
+    return "\n".join(lines)
 
 
 async def cmd_check_config(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
@@ -219,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--count", type=int, default=DEMO_LISTINGS, help=f"listings (default {DEMO_LISTINGS})")
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     add("dev-schema", cmd_dev_schema, "create the development products table")
+    audit = add("audit", cmd_audit, "compare PostgreSQL with the collection (and repair drift)")
+    audit.add_argument("--repair", action="store_true", help="queue the fixes as ordinary jobs")
+    audit.add_argument("--check", action="store_true", help="exit with status 1 when drift is found")
     add("check-config", cmd_check_config, "validate and print the settings")
     return parser
 
@@ -261,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_CONFIG
-    except ServerError as exc:
+    except (ServerError, AuditBusy, DriftFound) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_FAILURE
     except asyncio.CancelledError:

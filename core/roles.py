@@ -19,6 +19,7 @@ from finally_indexer.core.settings import Settings
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.metrics import start_metrics_server
 from finally_indexer.http.server import serve_api
+from finally_indexer.processor.audit import Auditor, run_scheduled
 from finally_indexer.processor.bridge import Bridge
 from finally_indexer.processor.housekeeping import run_housekeeping
 from finally_indexer.processor.pipeline import Pipeline
@@ -33,9 +34,18 @@ async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
     broker = pipeline.broker()
     await broker.start()
     consumer = pipeline.consumer.name
+    settings = pipeline.settings
     log.info("worker_started", consumer=consumer)
     try:
-        await run_housekeeping(pipeline.redis, pipeline.settings, consumer=consumer, stop=stop)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(
+                run_housekeeping(pipeline.redis, settings, consumer=consumer, stop=stop, pool=pipeline.pool)
+            )
+            if settings.audit_interval_s > 0:
+                auditor = Auditor(
+                    pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store, settings=settings
+                )
+                tasks.create_task(run_scheduled(auditor, interval_s=settings.audit_interval_s, stop=stop))
     finally:
         # Stops reading, waits up to SHUTDOWN_GRACE_S for handlers, cancels the rest (left pending).
         await broker.stop()

@@ -46,7 +46,15 @@ from finally_indexer.processor.texts import build_text, text_hash, version_of
 from finally_indexer.processor.vectorstore import StoredListing, VectorStore
 from finally_indexer.schemas.jobs import Job, JobSource, Operation
 
-__all__ = ["AuditBusy", "Auditor", "Verdict", "judge"]
+__all__ = [
+    "AuditBusy",
+    "Auditor",
+    "Verdict",
+    "judge",
+    "new_audit_id",
+    "refresh_audit_gauges",
+    "run_scheduled",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +64,9 @@ PAGE: Final = 5_000
 SAMPLE_SIZE: Final = 20
 #: Seconds the audit lock lives without renewal: a crashed auditor blocks the next one this long.
 LOCK_TTL_S: Final = 60
+#: A scheduled audit runs when no audit started within this share of the interval (workers wake
+#: at different moments; without the slack two could audit back to back).
+SCHEDULE_SLACK: Final = 0.9
 #: Progress is reported every this many listings.
 PROGRESS_EVERY: Final = 1_000
 
@@ -178,6 +189,14 @@ class Auditor:
     def lock_key(self) -> str:
         """The Redis key that keeps audits of this collection one at a time."""
         return f"finally-indexer:audit-lock:{self._settings.collection}"
+
+    async def due(self, *, within_s: float) -> bool:
+        """True when no audit of this collection started in the last ``within_s`` seconds."""
+        latest = await queries.latest_reports(self.pool, limit=1)
+        if not latest:
+            return True
+        started: datetime = latest[0]["started_at"]
+        return time.time() - started.timestamp() >= within_s
 
     async def enqueue(self, job: Job) -> str:
         """Queue a repair job through the ordinary pipeline."""
@@ -310,3 +329,23 @@ async def refresh_audit_gauges(pool: asyncpg.Pool[Any]) -> None:
             break
         streak += 1
     metrics.AUDIT_DRIFT_STREAK.set(streak)
+
+
+async def run_scheduled(auditor: Auditor, *, interval_s: float, stop: asyncio.Event) -> None:
+    """Audit every ``interval_s`` until ``stop``; across workers, one audit per interval.
+
+    Each worker wakes every interval; the one that finds no audit started within the last 90 % of
+    it takes the lock and audits, the others skip (a busy lock or a recent report).
+    """
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+        if stop.is_set():
+            return
+        try:
+            if await auditor.due(within_s=interval_s * SCHEDULE_SLACK):
+                await auditor.run(requested_by="schedule")
+        except AuditBusy:
+            log.debug("audit_skipped", reason="another audit is running")
+        except Exception as exc:
+            log.warning("scheduled_audit_failed", error=redact(repr(exc)))

@@ -5,6 +5,8 @@ bound is computed here: an entry may go only when it is older than both the grou
 pending entry and its last-delivered id (nothing undelivered or unacknowledged is ever removed),
 and older than ``STREAM_RETENTION_S`` (acknowledged entries stay that long as an audit log).
 
+Tombstones of deleted listings older than ``TOMBSTONE_RETENTION_S`` are forgotten in the same round.
+
 Every worker restart leaves a consumer name (``hostname-pid``) behind in the group; one idle for
 longer than :data:`DEAD_CONSUMER_IDLE_MS` that holds no pending entry is deleted — deleting a
 consumer with nothing pending loses nothing.
@@ -15,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Final
+from typing import Any, Final
 
+import asyncpg
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import as_text, work_groups
+from finally_indexer.db import tombstones
 
 __all__ = [
     "DEAD_CONSUMER_IDLE_MS",
@@ -97,20 +101,33 @@ async def forget_dead_consumers(
     return gone
 
 
-async def housekeeping_round(redis: Redis, settings: Settings, *, consumer: str) -> None:
-    """One round over the jobs and batch streams."""
+async def housekeeping_round(
+    redis: Redis, settings: Settings, *, consumer: str, pool: asyncpg.Pool[Any] | None = None
+) -> None:
+    """One round over the jobs and batch streams (and the tombstones, given a pool)."""
     retention_ms = settings.stream_retention_s * 1000
     for pair in work_groups(settings):
         await trim_stream(redis, pair.stream, pair.group, retention_ms=retention_ms)
         await forget_dead_consumers(redis, pair.stream, pair.group, keep=consumer)
+    if pool is not None:
+        pruned = await tombstones.prune(pool, older_than_s=settings.tombstone_retention_s)
+        if pruned:
+            log.info("tombstones_pruned", n=pruned)
 
 
-async def run_housekeeping(redis: Redis, settings: Settings, *, consumer: str, stop: asyncio.Event) -> None:
+async def run_housekeeping(
+    redis: Redis,
+    settings: Settings,
+    *,
+    consumer: str,
+    stop: asyncio.Event,
+    pool: asyncpg.Pool[Any] | None = None,
+) -> None:
     """Run :func:`housekeeping_round` every :data:`HOUSEKEEPING_INTERVAL_S` until ``stop``."""
     while not stop.is_set():
         try:
-            await housekeeping_round(redis, settings, consumer=consumer)
-        except RedisError as exc:  # Redis briefly down: try again next round
+            await housekeeping_round(redis, settings, consumer=consumer, pool=pool)
+        except (RedisError, asyncpg.PostgresError, OSError) as exc:  # briefly down: try again next round
             log.warning("housekeeping_failed", error=repr(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), HOUSEKEEPING_INTERVAL_S)

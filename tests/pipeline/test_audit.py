@@ -6,18 +6,20 @@ overridden here with both).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from pipeline.helpers import add_listings, assert_converged, push
+from pipeline.helpers import add_listings, assert_converged, push, wait_until
 from redis.asyncio import Redis
 
 from finally_indexer.core import metrics
 from finally_indexer.core.settings import Settings
-from finally_indexer.processor.audit import AuditBusy, Auditor
+from finally_indexer.processor.audit import AuditBusy, Auditor, run_scheduled
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
@@ -181,3 +183,25 @@ async def test_reports_are_kept_up_to_the_limit_and_feed_the_gauges(
     assert metrics.AUDIT_LISTINGS.labels(verdict="missing")._value.get() == 1
     assert metrics.AUDIT_DRIFT_STREAK._value.get() == 2  # both kept reports found drift
     assert metrics.AUDIT_LAST_COMPLETED._value.get() > 0
+
+
+async def test_scheduled_audits_run_once_per_interval_across_workers(
+    pool: asyncpg.Pool[Any], redis: Redis, store: VectorStore, settings: Settings
+) -> None:
+    """Two workers wake every 0.4 s: the lock and the latest report keep it to one audit per interval."""
+    workers = [Auditor(pool=pool, redis=redis, store=store, settings=settings) for _ in range(2)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(run_scheduled(w, interval_s=0.4, stop=stop)) for w in workers]
+
+    async def three_audits() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) >= 3 FROM audit_reports"))
+
+    await wait_until(three_audits)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+    started = [
+        r["started_at"] for r in await pool.fetch("SELECT started_at FROM audit_reports ORDER BY started_at")
+    ]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(started)]
+    assert min(gaps) >= 0.4 * 0.9
