@@ -1,7 +1,7 @@
 """Every Prometheus metric the service exports, defined once. Units in names, ``_total`` on counters.
 
 Counters and histograms are updated where things happen (bridge, planner, indexer, embedders,
-vector stores). Gauges about queues are *projections*: :mod:`finally_indexer.http.collector`
+vector stores). Gauges about queues are *projections*: :mod:`finally_indexer.http.metrics`
 fills them from Redis and PostgreSQL when ``/metrics`` is scraped, so every process that serves
 ``/metrics`` reports the same queue figures and each worker reports its own counters.
 """

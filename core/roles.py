@@ -17,8 +17,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.deps import AppDeps
-from finally_indexer.http.metrics import start_metrics_server
-from finally_indexer.http.server import serve_api
+from finally_indexer.http.server import serve_api, start_metrics_server
 from finally_indexer.processor.audit import Auditor, run_scheduled
 from finally_indexer.processor.bridge import Bridge
 from finally_indexer.processor.housekeeping import run_housekeeping

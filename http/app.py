@@ -1,8 +1,12 @@
-"""The Litestar application: control API, dashboard, ``/metrics`` and the OpenAPI document.
+"""The Litestar applications: the control API, and the metrics app of the worker and bridge.
 
-``create_app(settings)`` connects to PostgreSQL, Redis and the vector store in its lifespan and
-closes them on shutdown; tests and ``run_all`` may inject their own :class:`AppDeps` instead
-(then the caller closes them).
+``create_app(settings)`` serves every resource module (commands, jobs, failures, health, status,
+metrics, dashboard) and the OpenAPI document. It connects to PostgreSQL, Redis and the vector
+store in its lifespan and closes them on shutdown; tests and ``run_all`` may inject their own
+:class:`AppDeps` instead (then the caller closes them).
+
+``create_metrics_app(settings)`` serves only ``/metrics`` and ``/health/live`` — the same route
+handlers as the API — for processes that serve no API.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
+from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.http import routes_dashboard, routes_failures, routes_health, routes_jobs, routes_status
+from finally_indexer.db.pool import create_pool
+from finally_indexer.http import commands, dashboard, failures, health, jobs, metrics, status
 from finally_indexer.http.auth import API_KEY_HEADER, SECURITY_SCHEME
-from finally_indexer.http.deps import AppDeps
+from finally_indexer.http.deps import AppDeps, PgPool, redis_client
 from finally_indexer.http.errors import EXCEPTION_HANDLERS
 from finally_indexer.http.status import StatusProjector
 
-__all__ = ["AppDeps", "create_app"]
+__all__ = ["AppDeps", "create_app", "create_metrics_app"]
 
 API_VERSION = "1.0.0"
 
@@ -47,26 +53,57 @@ def create_app(settings: Settings, *, deps: AppDeps | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[
-            *routes_jobs.ROUTES,
-            *routes_failures.ROUTES,
-            *routes_health.ROUTES,
-            *routes_status.ROUTES,
-            *routes_dashboard.ROUTES,
+            *commands.ROUTES,
+            *jobs.ROUTES,
+            *failures.ROUTES,
+            *health.ROUTES,
+            *status.ROUTES,
+            *metrics.ROUTES,
+            *dashboard.ROUTES,
         ],
         state=State({"settings": settings, "projector": StatusProjector(settings), "deps": deps}),
         dependencies={
             "deps": Provide(_deps, sync_to_thread=False),
             "settings": Provide(_settings, sync_to_thread=False),
             "projector": Provide(_projector, sync_to_thread=False),
+            # what /metrics reads, named as the metrics app names them
+            "redis": Provide(_deps_redis, sync_to_thread=False),
+            "pool": Provide(_deps_pool, sync_to_thread=False),
         },
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
         # core/logging.py configures logging once; Litestar's default would take over the root logger
         logging_config=None,
-        template_config=TemplateConfig(
-            directory=routes_dashboard.HERE / "templates", engine=JinjaTemplateEngine
-        ),
+        template_config=TemplateConfig(directory=dashboard.HERE / "templates", engine=JinjaTemplateEngine),
+    )
+
+
+def create_metrics_app(settings: Settings, *, with_db: bool = True) -> Litestar:
+    """``/metrics`` (PostgreSQL gauges only ``with_db``) and ``/health/live``; its own connections."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.redis = redis_client(settings)
+        app.state.pool = await create_pool(settings) if with_db else None
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            if app.state.pool is not None:
+                await app.state.pool.close()
+
+    return Litestar(
+        route_handlers=[*metrics.ROUTES, health.live],
+        state=State({"projector": StatusProjector(settings)}),
+        dependencies={
+            "projector": Provide(_projector, sync_to_thread=False),
+            "redis": Provide(_own_redis, sync_to_thread=False),
+            "pool": Provide(_own_pool, sync_to_thread=False),
+        },
+        lifespan=[lifespan],
+        openapi_config=None,
+        logging_config=None,
     )
 
 
@@ -83,6 +120,24 @@ def _settings(state: State) -> Settings:
 def _projector(state: State) -> StatusProjector:
     projector: StatusProjector = state.projector
     return projector
+
+
+def _deps_redis(state: State) -> Redis:
+    return _deps(state).redis
+
+
+def _deps_pool(state: State) -> PgPool:
+    return _deps(state).pool
+
+
+def _own_redis(state: State) -> Redis:
+    redis: Redis = state.redis
+    return redis
+
+
+def _own_pool(state: State) -> PgPool | None:
+    pool: PgPool | None = state.pool
+    return pool
 
 
 def _openapi() -> OpenAPIConfig:

@@ -8,7 +8,11 @@ import asyncpg
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 from litestar.types import ExceptionHandlersMap
 from redis.exceptions import RedisError
 
@@ -41,6 +45,16 @@ def dependency_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
+def invalid_input(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[dict[str, Any]]:
+    """PostgreSQL refused a value the request carried (a NUL byte in text, a number out of range).
+
+    Route validation lets such values through; the database is the last to see them, and the
+    fault is still the input's, so the answer is a 400, not a 500.
+    """
+    log.info("invalid_input", path=request.url.path, method=request.method, error=repr(exc))
+    return _body(HTTP_400_BAD_REQUEST, "invalid_input", f"a value of the request was refused: {exc}"[:300])
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.error("request_failed", path=request.url.path, method=request.method, exc_info=exc)
     return _body(
@@ -56,5 +70,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     asyncpg.InterfaceError: dependency_error,
     ConnectionError: dependency_error,
     TimeoutError: dependency_error,
+    asyncpg.DataError: invalid_input,
     Exception: internal_error,
 }

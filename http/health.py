@@ -1,4 +1,9 @@
-"""Dependency checks for ``GET /health``: PostgreSQL, Redis and Qdrant, concurrently, each bounded."""
+"""``GET /health`` (PostgreSQL, Redis and Qdrant answer) and ``GET /health/live`` (the process answers).
+
+The three dependency checks run at once, each bounded by :data:`CHECK_TIMEOUT_S`. The liveness
+route calls nothing, so the metrics server of the worker and bridge processes serves it too
+(:mod:`finally_indexer.http.metrics`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,54 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from litestar import Response, get
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
-from finally_indexer.http.deps import PgPool
+from finally_indexer.http.deps import AppDeps, PgPool
 from finally_indexer.processor.vectorstore import VectorStore
 from finally_indexer.schemas.api import CheckResult, HealthReport
 
 #: Each dependency must answer within this; a slower one counts as down.
 CHECK_TIMEOUT_S = 1.0
+
+
+@get(
+    "/health",
+    tags=["health"],
+    summary="PostgreSQL, Redis and Qdrant connectivity",
+    description="200 when all three answer within 1 s; 503 with `down` naming those that do not.",
+    responses={
+        HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
+            data_container=HealthReport, description="A dependency is down."
+        )
+    },
+)
+async def health(deps: NamedDependency[AppDeps]) -> Response[HealthReport]:
+    report = await check_all(deps.pool, deps.redis, deps.store)
+    return Response(report, status_code=HTTP_503_SERVICE_UNAVAILABLE if report.down else HTTP_200_OK)
+
+
+@get("/health/live", tags=["health"], summary="Liveness: the process answers (no dependency calls)")
+async def live() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+async def check_all(pool: PgPool, redis: Redis, store: VectorStore) -> HealthReport:
+    """Run the three checks at once; the report names every dependency that is down."""
+
+    async def postgres() -> None:
+        async with pool.acquire(timeout=CHECK_TIMEOUT_S) as conn:
+            await conn.fetchval("SELECT 1")
+
+    names = ("postgres", "redis", "qdrant")
+    results = await asyncio.gather(_timed(postgres), _timed(redis.ping), _timed(store.ping))
+    checks = dict(zip(names, results, strict=True))
+    down = [name for name, r in checks.items() if not r.ok]
+    return HealthReport(status="degraded" if down else "ok", down=down, checks=checks)
 
 
 async def _timed(check: Callable[[], Awaitable[object]]) -> CheckResult:
@@ -32,15 +77,4 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-async def check_all(pool: PgPool, redis: Redis, store: VectorStore) -> HealthReport:
-    """Run the three checks at once; the report names every dependency that is down."""
-
-    async def postgres() -> None:
-        async with pool.acquire(timeout=CHECK_TIMEOUT_S) as conn:
-            await conn.fetchval("SELECT 1")
-
-    names = ("postgres", "redis", "qdrant")
-    results = await asyncio.gather(_timed(postgres), _timed(redis.ping), _timed(store.ping))
-    checks = dict(zip(names, results, strict=True))
-    down = [name for name, r in checks.items() if not r.ok]
-    return HealthReport(status="degraded" if down else "ok", down=down, checks=checks)
+ROUTES: list[ControllerRouterHandler] = [health, live]

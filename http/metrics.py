@@ -1,96 +1,90 @@
-"""A ``/metrics`` endpoint for processes that do not serve the API (worker, bridge).
+"""``GET /metrics``: the Prometheus exposition, one route for every process that serves it.
 
-Each process has its own counters (prometheus_client keeps them per process), so Prometheus
-scrapes every process; the queue gauges are projections of Redis and PostgreSQL and read the
-same in every process (aggregate them with ``max``). ``METRICS_PORT=0`` disables the endpoint.
+The API app serves it beside the control API; the worker and bridge processes serve it from the
+metrics app (:func:`finally_indexer.http.app.create_metrics_app`, run by
+:func:`finally_indexer.http.server.start_metrics_server`). Each process has its own counters
+(prometheus_client keeps them per process), so Prometheus scrapes every process.
+
+The queue gauges of :mod:`finally_indexer.core.metrics` are projections of Redis and PostgreSQL
+and read the same in every process (aggregate them with ``max``). prometheus_client collectors
+are synchronous while the figures need Redis and PostgreSQL calls, so the route refreshes them
+(:func:`refresh_gauges`, from the same :class:`~finally_indexer.http.status.StatusProjector` as
+``/status``) and then renders the registry. A dependency that does not answer leaves its gauges
+at their last value and is logged; the scrape still succeeds, and ``up``/the health alerts say
+what is down.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
+import asyncpg
 import structlog
-from litestar import Litestar, Response, get
-from litestar.datastructures import State
-from prometheus_client import CONTENT_TYPE_LATEST
+from litestar import Response, get
+from litestar.di import NamedDependency
+from litestar.types import ControllerRouterHandler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from finally_indexer.core.settings import Settings
-from finally_indexer.db.pool import create_pool
-from finally_indexer.http.collector import render
-from finally_indexer.http.deps import redis_client
-from finally_indexer.http.server import bound_port, build_server, start_in_background
-from finally_indexer.http.status import StatusProjector
+from finally_indexer.core import metrics as m
+from finally_indexer.http.deps import PgPool
+from finally_indexer.http.status import DbFigures, StatusProjector
+from finally_indexer.schemas.status import QueueFigures
 
 log = structlog.get_logger(__name__)
 
-#: How long start_metrics_server waits for uvicorn to bind its port.
-START_TIMEOUT_S = 10.0
+#: A scrape must answer well inside Prometheus' default 10 s scrape timeout.
+REFRESH_TIMEOUT_S = 3.0
 
 
-@get("/metrics")
-async def _metrics(state: State) -> Response[bytes]:
-    return Response(await render(state.projector, state.pool, state.redis), media_type=CONTENT_TYPE_LATEST)
+@get(
+    "/metrics", tags=["status"], summary="Prometheus exposition (projection gauges refreshed at scrape time)"
+)
+async def metrics(
+    # ``pool`` is None in a process without PostgreSQL (the bridge): its gauges are not refreshed
+    projector: NamedDependency[StatusProjector],
+    redis: NamedDependency[Redis],
+    pool: NamedDependency[PgPool | None],
+) -> Response[bytes]:
+    await refresh_gauges(projector, pool, redis)
+    return Response(generate_latest(m.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@get("/health/live")
-async def _live() -> dict[str, str]:
-    return {"status": "alive"}
+ROUTES: list[ControllerRouterHandler] = [metrics]
 
 
-def create_metrics_app(settings: Settings, *, with_db: bool = True) -> Litestar:
-    """A two-route app: ``/metrics`` and ``/health/live``."""
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.redis = redis_client(settings)
-        app.state.pool = await create_pool(settings) if with_db else None
-        try:
-            yield
-        finally:
-            await app.state.redis.aclose()
-            if app.state.pool is not None:
-                await app.state.pool.close()
-
-    return Litestar(
-        route_handlers=[_metrics, _live],
-        state=State({"projector": StatusProjector(settings)}),
-        lifespan=[lifespan],
-        openapi_config=None,
-        # core/logging.py configures logging once; Litestar's default would take over the root logger
-        logging_config=None,
-    )
+async def refresh_gauges(projector: StatusProjector, pool: PgPool | None, redis: Redis) -> None:
+    """Set every projection gauge from Redis (and PostgreSQL when a pool is given)."""
+    try:
+        async with asyncio.timeout(REFRESH_TIMEOUT_S):
+            _set_queue_gauges(await projector.queues(redis))
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("metrics_refresh_failed", dependency="redis", error=repr(exc))
+    if pool is None:
+        return
+    try:
+        async with asyncio.timeout(REFRESH_TIMEOUT_S):
+            _set_db_gauges(await projector.database(pool))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        log.warning("metrics_refresh_failed", dependency="postgres", error=repr(exc))
 
 
-@dataclass
-class MetricsServer:
-    """A running metrics endpoint; ``await aclose()`` stops it."""
-
-    port: int
-    _stop: asyncio.Event = field(repr=False)
-    _task: asyncio.Task[None] = field(repr=False)
-
-    async def aclose(self) -> None:
-        """Stop serving and wait until the server has shut down."""
-        self._stop.set()
-        await self._task
+def _set_queue_gauges(q: QueueFigures) -> None:
+    m.LEGACY_LIST_LENGTH.set(q.legacy_list_length)
+    m.STREAM_LENGTH.labels(stream=q.dead_letter_stream).set(q.dead_letter_length)
+    for s in q.streams:
+        g = s.group
+        m.STREAM_LENGTH.labels(stream=s.name).set(s.length)
+        m.GROUP_LAG.labels(stream=s.name, group=g.group).set(g.lag)
+        m.GROUP_PENDING.labels(stream=s.name, group=g.group).set(g.pending)
+        m.OLDEST_PENDING_AGE.labels(stream=s.name, group=g.group).set(g.oldest_pending_idle_seconds)
+        m.CONSUMERS_ALIVE.labels(stream=s.name, group=g.group).set(g.consumers_alive)
 
 
-async def start_metrics_server(settings: Settings, *, with_db: bool = True) -> MetricsServer | None:
-    """Serve ``/metrics`` on ``HTTP_HOST:METRICS_PORT`` in this loop; None when the port is 0."""
-    if settings.metrics_port == 0:
-        return None
-    server = build_server(
-        create_metrics_app(settings, with_db=with_db), settings.http_host, settings.metrics_port
-    )
-    stop = asyncio.Event()
-    async with asyncio.timeout(START_TIMEOUT_S):
-        task = await start_in_background(server, stop)
-    port = bound_port(server) or settings.metrics_port
-    log.info("metrics_serving", port=port)
-    return MetricsServer(port, stop, task)
-
-
-__all__ = ["MetricsServer", "create_metrics_app", "start_metrics_server"]
+def _set_db_gauges(d: DbFigures) -> None:
+    m.LISTINGS_TOTAL.set(d.listings.total)
+    m.LISTINGS_INDEXED.set(d.listings.indexed)
+    m.INDEX_COVERAGE.set(d.listings.coverage)
+    m.FRESHNESS.set(d.listings.freshness_seconds)
+    m.FAILURES_OPEN.set(d.failures_open)

@@ -1,19 +1,27 @@
-"""Serve the app with uvicorn inside the caller's event loop until ``stop`` is set."""
+"""Serve the apps with uvicorn inside the caller's event loop until ``stop`` is set.
+
+:func:`serve_api` runs the control API; :func:`start_metrics_server` runs the metrics app of the
+worker and bridge processes in the background.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Generator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import structlog
 import uvicorn
 from litestar import Litestar
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.http.app import AppDeps, create_app
+from finally_indexer.http.app import AppDeps, create_app, create_metrics_app
 
 log = structlog.get_logger(__name__)
+
+#: How long start_metrics_server waits for uvicorn to bind its port.
+START_TIMEOUT_S = 10.0
 
 
 class _Server(uvicorn.Server):
@@ -71,3 +79,32 @@ async def serve_api(settings: Settings, *, stop: asyncio.Event, deps: AppDeps | 
     log.info("api_starting", host=settings.http_host, port=settings.http_port)
     await run_until(server, stop)
     log.info("api_stopped")
+
+
+@dataclass
+class MetricsServer:
+    """A running metrics endpoint; ``await aclose()`` stops it."""
+
+    port: int
+    _stop: asyncio.Event = field(repr=False)
+    _task: asyncio.Task[None] = field(repr=False)
+
+    async def aclose(self) -> None:
+        """Stop serving and wait until the server has shut down."""
+        self._stop.set()
+        await self._task
+
+
+async def start_metrics_server(settings: Settings, *, with_db: bool = True) -> MetricsServer | None:
+    """Serve ``/metrics`` on ``HTTP_HOST:METRICS_PORT`` in this loop; None when the port is 0."""
+    if settings.metrics_port == 0:
+        return None
+    server = build_server(
+        create_metrics_app(settings, with_db=with_db), settings.http_host, settings.metrics_port
+    )
+    stop = asyncio.Event()
+    async with asyncio.timeout(START_TIMEOUT_S):
+        task = await start_in_background(server, stop)
+    port = bound_port(server) or settings.metrics_port
+    log.info("metrics_serving", port=port)
+    return MetricsServer(port, stop, task)

@@ -1,7 +1,10 @@
-"""The ``/status`` projection: queues from Redis, listings, jobs and failures from PostgreSQL.
+"""``GET /status``: queues from Redis, listings, jobs and failures from PostgreSQL, as one document.
 
-:class:`StatusProjector` is shared by ``GET /status``, the dashboard and the ``/metrics`` gauges
-(:mod:`finally_indexer.http.collector`), so the three always agree.
+:class:`StatusProjector` computes the figures for ``GET /status``, the dashboard (which polls it)
+and the ``/metrics`` gauges (:mod:`finally_indexer.http.metrics`), so the three always agree. The
+stream figures come from :mod:`~finally_indexer.http.status_streams`, the per-minute throughput
+from :mod:`~finally_indexer.http.status_throughput`; the response models are in
+:mod:`finally_indexer.schemas.status`.
 """
 
 from __future__ import annotations
@@ -12,16 +15,27 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import batch_group, jobs_group
 from finally_indexer.db import failures, reports
-from finally_indexer.http.deps import PgPool
-from finally_indexer.http.job_views import progress
-from finally_indexer.http.streams import StreamStats, stream_stats
-from finally_indexer.http.throughput import MinuteBucket, ThroughputTracker
-from finally_indexer.schemas.api import JobProgress
+from finally_indexer.http.deps import AppDeps, PgPool
+from finally_indexer.http.jobs import progress
+from finally_indexer.http.status_streams import stream_stats
+from finally_indexer.http.status_throughput import ThroughputTracker
+from finally_indexer.schemas.status import (
+    JobSummary,
+    ListingsFigures,
+    MinuteBucket,
+    QueueFigures,
+    RecentError,
+    StatusReport,
+    Throughput,
+)
 
 #: Latest failures listed on /status and the dashboard.
 RECENT_ERRORS = 10
@@ -30,75 +44,13 @@ RATE_MINUTES = 5
 
 
 @dataclass(frozen=True, slots=True)
-class ListingsFigures:
-    total: int
-    indexed: int
-    pending: int
-    coverage: float
-    freshness_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class QueueFigures:
-    """Everything about Redis: the legacy list, the two work streams, dead letters."""
-
-    legacy_list: str
-    legacy_list_length: int
-    streams: list[StreamStats]
-    dead_letter_stream: str
-    dead_letter_length: int
-
-
-@dataclass(frozen=True, slots=True)
 class DbFigures:
+    """What PostgreSQL says: listings and failure counts (for ``/status`` and the gauges)."""
+
     listings: ListingsFigures
     failures_total: int
     failures_open: int
     failures_last_hour: int
-
-
-@dataclass(frozen=True, slots=True)
-class JobSummary:
-    job_id: str
-    status: str
-    operation: str
-    scope: str
-    source: str
-    created_at: datetime
-    finished_at: datetime | None
-    progress: JobProgress
-
-
-@dataclass(frozen=True, slots=True)
-class RecentError:
-    id: int
-    created_at: datetime
-    operation_type: str
-    product_id: int | None
-    reason: str
-    error_message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Throughput:
-    window_minutes: int
-    listings_per_minute: float
-    per_minute: list[MinuteBucket]
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    """``GET /status``."""
-
-    generated_at: datetime
-    listings: ListingsFigures
-    queues: QueueFigures
-    throughput: Throughput
-    jobs: list[JobSummary]
-    failures_total: int
-    failures_open: int
-    failures_last_hour: int
-    recent_errors: list[RecentError]
 
 
 class StatusProjector:
@@ -109,6 +61,7 @@ class StatusProjector:
         self.throughput = ThroughputTracker(settings.events_stream)
 
     async def queues(self, redis: Redis) -> QueueFigures:
+        """The legacy list, the jobs and batch streams with their groups, the dead letters."""
         s = self.settings
         legacy, jobs, batches, dead = await asyncio.gather(
             redis.llen(s.legacy_list),
@@ -119,6 +72,7 @@ class StatusProjector:
         return QueueFigures(s.legacy_list, int(legacy), [jobs, batches], s.dead_letter_stream, int(dead))
 
     async def database(self, pool: PgPool) -> DbFigures:
+        """Listing coverage and freshness, failure counts."""
         listings, fails = await asyncio.gather(reports.listing_counts(pool), failures.failure_counts(pool))
         figures = ListingsFigures(
             listings.total,
@@ -179,3 +133,11 @@ def _recent_error(row: asyncpg.Record) -> RecentError:
         row["reason"],
         row["error_message"][:500],
     )
+
+
+@get("/status", tags=["status"], summary="Queues, lag, throughput, jobs in progress and failures")
+async def status(deps: NamedDependency[AppDeps], projector: NamedDependency[StatusProjector]) -> StatusReport:
+    return await projector.report(deps.pool, deps.redis)
+
+
+ROUTES: list[ControllerRouterHandler] = [status]

@@ -3,7 +3,8 @@
 The client is httpx over ``ASGITransport`` inside the test's own event loop: Litestar's
 ``AsyncTestClient`` runs the app in a portal thread with its own loop, where the test's
 (loop-bound) asyncpg pool and Redis client cannot be used. Injected deps need no lifespan; the
-lifespan path that opens its own connections is tested with ``AsyncTestClient`` in test_app.py.
+lifespan path that opens its own connections is tested with ``AsyncTestClient`` in
+test_http_auth_app.py (``test_lifespan_opens_and_closes_its_own_connections``).
 """
 
 from __future__ import annotations

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
 from finally_indexer.core.settings import Settings
+from finally_indexer.db.pool import create_pool
+from finally_indexer.http.app import AppDeps, create_app
 from finally_indexer.schemas.jobs import JobSource
 from finally_indexer.schemas.messages import JobEntry
 
@@ -165,6 +168,38 @@ async def test_retry_needs_a_filter_or_all(client: httpx.AsyncClient) -> None:
         res = await client.post("/retry", json=body)
         assert res.status_code == 400, body
         assert res.json()["error"] == "validation_error"
+
+
+async def test_concurrent_retries_all_complete_on_a_pool_of_two(
+    settings: Settings, pg_schema: str, redis: aioredis.Redis, deps: AppDeps
+) -> None:
+    """More concurrent retries than pooled connections: each needs one connection, none waits forever."""
+    small = await create_pool(
+        settings.model_copy(update={"db_pool_max": 2, "db_pool_min": 0}), schema=pg_schema
+    )
+    reasons = {f"reason-{n}": [100 * n + 1, 100 * n + 2] for n in range(1, 5)}
+    for reason, product_ids in reasons.items():
+        for pid in product_ids:
+            await _fail(small, "update", pid, reason)
+    app = create_app(settings, deps=AppDeps(pool=small, redis=redis, store=deps.store))
+    try:
+        transport = httpx.ASGITransport(app=cast("Any", app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            calls = (client.post("/retry", json={"reason": reason}) for reason in reasons)
+            responses = await asyncio.wait_for(asyncio.gather(*calls), 30)
+
+        for reason, res in zip(reasons, responses, strict=True):
+            assert res.status_code == 200, res.text
+            job_ids = res.json()["job_ids"]
+            queued = await small.fetch("SELECT product_ids FROM index_jobs WHERE job_id = ANY($1)", job_ids)
+            assert [sorted(r["product_ids"]) for r in queued] == [reasons[reason]], reason
+        marked = await small.fetch(
+            "SELECT reason, bool_and(requeued_at IS NOT NULL AND resolution = 'requeued') AS done"
+            " FROM failed_operations GROUP BY reason"
+        )
+        assert {r["reason"]: r["done"] for r in marked} == dict.fromkeys(reasons, True)
+    finally:
+        await small.close()
 
 
 def _ago(minutes: int) -> str:

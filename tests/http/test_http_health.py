@@ -15,13 +15,13 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-from finally_indexer.core.settings import Settings
+from finally_indexer.core.settings import Settings, VectorStoreKind
 from finally_indexer.db.pool import create_pool
 from finally_indexer.devenv.postgres import PostgresServer
 from finally_indexer.devenv.redis import RedisServer
 from finally_indexer.http.app import AppDeps, create_app
 from finally_indexer.http.deps import redis_client
-from finally_indexer.processor.vectorstore import VectorStore
+from finally_indexer.processor.stores.factory import build_vector_store
 
 #: Throwaway servers live beside the session's (a folder the postgres user can traverse).
 SERVERS = Path(__file__).resolve().parents[2] / "var" / "test-servers"
@@ -141,6 +141,18 @@ async def test_postgres_stopped_then_restarted(settings: Settings, deps: AppDeps
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def test_store_ping_is_used(deps: AppDeps) -> None:
-    store: VectorStore = deps.store
-    await store.ping()
+async def test_qdrant_server_on_a_closed_port_is_503_naming_qdrant(settings: Settings, deps: AppDeps) -> None:
+    dead_qdrant = settings.model_copy(
+        update={"vector_store": VectorStoreKind.SERVER, "qdrant_url": f"http://127.0.0.1:{_closed_port()}"}
+    )
+    store = build_vector_store(dead_qdrant)
+    try:
+        res = await _health(AppDeps(pool=deps.pool, redis=deps.redis, store=store), settings)
+    finally:
+        await store.aclose()
+    assert res.status_code == 503
+    body = res.json()
+    assert body["down"] == ["qdrant"]
+    assert body["checks"]["qdrant"]["error"].startswith("DependencyUnavailable: qdrant ping")
+    assert body["checks"]["postgres"]["ok"]
+    assert body["checks"]["redis"]["ok"]

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.http.metrics import start_metrics_server
+from finally_indexer.http.server import start_metrics_server
 
 
 def _free_port() -> int:

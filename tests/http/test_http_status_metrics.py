@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from finally_indexer.core import constants as c
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamGroup
-from finally_indexer.http.streams import stream_stats
+from finally_indexer.http.status_streams import stream_stats
 
 
 async def test_status_projects_queues_listings_jobs_and_failures(

@@ -8,11 +8,13 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
+from finally_indexer.core.errors import MalformedJob
 from finally_indexer.core.settings import Settings
 from finally_indexer.schemas.jobs import JobSource
-from finally_indexer.schemas.legacy import parse_legacy_job
+from finally_indexer.schemas.legacy import job_from_payload, parse_legacy_job
 from finally_indexer.schemas.messages import JobEntry
 
 Client = httpx.AsyncClient
@@ -93,6 +95,61 @@ async def test_sync_validation_errors_are_400_with_a_clear_body(
     res = await client.post("/sync", content=b"{not json", headers={"content-type": "application/json"})
     assert res.status_code == 400
     assert await redis.xlen(settings.jobs_stream) == 0
+
+
+async def test_an_update_of_every_listing_is_accepted_as_a_scan_of_changed_ones(
+    client: Client, pool: asyncpg.Pool[Any]
+) -> None:
+    res = await client.post("/sync", json={"operation": "update", "product_ids": "all"})
+    assert res.status_code == 202, res.text
+    row: Any = await pool.fetchrow(
+        "SELECT operation, scope, product_ids FROM index_jobs WHERE job_id = $1", res.json()["job_id"]
+    )
+    assert dict(row) == {"operation": "update", "scope": "changed", "product_ids": None}
+
+
+async def test_a_delete_of_every_listing_is_refused_naming_the_rule(
+    client: Client, redis: aioredis.Redis, settings: Settings
+) -> None:
+    res = await client.post("/sync", json={"operation": "delete", "product_ids": "all"})
+    assert res.status_code == 400, res.text
+    [problem] = res.json()["extra"]
+    assert "delete needs explicit product_ids" in problem["message"]
+    assert await redis.xlen(settings.jobs_stream) == 0
+
+
+async def test_scope_applies_to_all_only(client: Client, pool: asyncpg.Pool[Any]) -> None:
+    async def scope_of(body: dict[str, Any]) -> str:
+        res = await client.post("/sync", json=body)
+        assert res.status_code == 202, (body, res.text)
+        scope: str = await pool.fetchval(
+            "SELECT scope FROM index_jobs WHERE job_id = $1", res.json()["job_id"]
+        )
+        return scope
+
+    assert await scope_of({"product_ids": "all", "scope": "all"}) == "all"
+    assert await scope_of({"product_ids": "all"}) == "changed"
+    # with a list of ids the job's scope is "ids", whatever scope the request names
+    assert await scope_of({"product_ids": [7, 8], "scope": "all"}) == "ids"
+    assert await scope_of({"product_ids": [7, 8], "scope": "changed"}) == "ids"
+
+
+@pytest.mark.parametrize("operation", ["sync", "update", "delete"])
+@pytest.mark.parametrize("product_ids", ["all", [1, 2]])
+async def test_the_api_accepts_the_jobs_the_legacy_list_accepts(
+    client: Client, operation: str, product_ids: Any
+) -> None:
+    legacy = json.dumps({"operation": operation, "product_ids": product_ids})
+    try:
+        job_from_payload(legacy, source=JobSource.LEGACY, entry_id="1-0")
+    except MalformedJob:
+        legacy_accepts = False
+    else:
+        legacy_accepts = True
+
+    res = await client.post("/sync", json={"operation": operation, "product_ids": product_ids})
+
+    assert res.status_code == (202 if legacy_accepts else 400), res.text
 
 
 async def test_get_job_reports_progress_summed_over_batches(client: Client, pool: asyncpg.Pool[Any]) -> None:

@@ -7,7 +7,7 @@ import asyncio
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.http.throughput import ThroughputTracker
+from finally_indexer.http.status_throughput import ThroughputTracker
 from finally_indexer.schemas.messages import Event, EventType
 
 

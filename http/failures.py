@@ -1,4 +1,9 @@
-"""``GET /failures`` (browse and analyse failures) and ``POST /retry`` (re-queue them)."""
+"""``GET /failures``: failed operations, newest first, a keyset page at a time, and a summary by reason.
+
+A raw job that failed is stored whole for replay (``POST /retry``) but only its first bytes are
+read here (:data:`finally_indexer.db.failures.PAYLOAD_PREVIEW_BYTES`): shown as UTF-8 text when
+they decode, else as base64.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,17 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import asyncpg
-from litestar import get, post
+from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
-from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
-from finally_indexer.core.settings import Settings
 from finally_indexer.db import failures
 from finally_indexer.db.failures import FailureFilter
-from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
 from finally_indexer.http.deps import AppDeps
-from finally_indexer.http.openapi import json_body
-from finally_indexer.processor.enqueue import requeue_failures
-from finally_indexer.schemas.api import FailurePage, FailureView, ReasonSummary, RetryRequest, RetryResult
+from finally_indexer.schemas.api import FailurePage, FailureView, ReasonSummary
 
+#: Largest page a caller may ask for.
 MAX_PAGE = 500
 
 
@@ -46,6 +47,7 @@ async def list_failures(
         since=since,
         open_only=open_only,
     )
+    # one row more than the page tells whether there is a next page
     rows = await failures.failures_page(deps.pool, flt, limit=limit + 1, before_id=before_id)
     groups = await failures.failures_by_reason(deps.pool, flt)
     page = rows[:limit]
@@ -81,34 +83,4 @@ def _show(raw: bytes | None, *, truncated: bool) -> tuple[str | None, Literal["u
     return base64.b64encode(raw).decode(), "base64"
 
 
-@post(
-    "/retry",
-    status_code=HTTP_200_OK,
-    guards=[require_api_key],
-    security=[{SECURITY_SCHEME: []}],
-    tags=["failures"],
-    summary="Re-queue open failures",
-    description=(
-        "Listings are re-queued as retry jobs (one per operation); malformed raw jobs are put back on the "
-        "jobs stream byte for byte. Rows are kept: retry_count grows, requeued_at is set."
-    ),
-)
-async def retry(
-    data: Annotated[RetryRequest, json_body(RetryRequest)],
-    deps: NamedDependency[AppDeps],
-    settings: NamedDependency[Settings],
-) -> RetryResult:
-    flt = FailureFilter(
-        ids=data.ids,
-        product_ids=data.product_ids,
-        operation_type=data.operation_type,
-        reason=data.reason,
-        since=data.since,
-        until=data.until,
-    )
-    return await requeue_failures(
-        deps.pool, deps.redis, jobs_stream=settings.jobs_stream, flt=flt, limit=data.limit
-    )
-
-
-ROUTES: list[ControllerRouterHandler] = [list_failures, retry]
+ROUTES: list[ControllerRouterHandler] = [list_failures]

@@ -1,18 +1,18 @@
-"""Figures about a Redis stream and its consumer group: length, lag, pending, oldest pending, consumers.
+"""For ``/status``: a Redis stream and its consumer group (length, lag, pending, consumers).
 
-All of them come from Redis itself (XLEN, XINFO GROUPS/CONSUMERS, XPENDING), so every process
-that asks sees the same numbers.
+Every figure, the age of the oldest pending entry too, comes from Redis itself (XLEN, XINFO
+GROUPS/CONSUMERS, XPENDING), so every process that asks sees the same numbers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from finally_indexer.core.streams import StreamGroup, as_text
+from finally_indexer.schemas.status import GroupStats, StreamStats
 
 #: A consumer that touched the group (read, claim, ack) less than this long ago counts as alive.
 #: Subscribers poll with blocking reads of a few seconds, so a live one stays far below it.
@@ -20,30 +20,6 @@ CONSUMER_ALIVE_MS = 30_000
 #: When Redis cannot tell the lag (``null`` after an XDEL), count undelivered entries up to this
 #: many with one XRANGE; past it, fall back to the entries-added minus entries-read estimate.
 LAG_COUNT_CAP = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class GroupStats:
-    """One consumer group of one stream."""
-
-    group: str
-    exists: bool
-    lag: int
-    lag_exact: bool
-    pending: int
-    oldest_pending_idle_seconds: float
-    consumers: int
-    consumers_alive: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamStats:
-    """One stream and the group that consumes it."""
-
-    name: str
-    role: str
-    length: int
-    group: GroupStats
 
 
 async def stream_stats(redis: Redis, pair: StreamGroup) -> StreamStats:

@@ -1,4 +1,4 @@
-"""Listings processed per minute, projected from the events stream's ``batch_indexed`` entries.
+"""For ``/status``: listings processed per minute, from the events stream's ``batch_indexed`` entries.
 
 The tracker keeps per-minute buckets in memory and reads only the entries added since its last
 call, so a dashboard polling every two seconds costs one short XRANGE, not a re-read of the
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -19,6 +18,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.streams import as_text
 from finally_indexer.schemas.messages import Event, EventType
+from finally_indexer.schemas.status import MinuteBucket
 
 log = structlog.get_logger(__name__)
 
@@ -28,16 +28,6 @@ WINDOW_MINUTES = 15
 #: seconds needs one call; the cap bounds the first read of a long backlog.
 PAGE = 5_000
 MAX_PAGES = 20
-
-
-@dataclass(frozen=True, slots=True)
-class MinuteBucket:
-    """What the indexer reported during one minute (start in ms since the epoch)."""
-
-    minute_ms: int
-    batches: int
-    listings: int
-    failed: int
 
 
 class ThroughputTracker:

@@ -1,4 +1,7 @@
-"""``GET /dashboard``: one Jinja page; its script (``/static/dashboard.js``) polls ``/status``."""
+"""``GET /dashboard`` (one Jinja page), ``GET /`` (redirects to it) and the static files under ``/static``.
+
+The page's script (``/static/dashboard.js``) polls ``/status`` and renders what it reads.
+"""
 
 from __future__ import annotations
 
