@@ -98,3 +98,34 @@ async def current_jobs(conn: DB, limit: int = 20) -> list[asyncpg.Record]:
         """,  # noqa: S608 -- constant fragments; values are $n parameters
         limit,
     )
+
+
+async def listing_detail(conn: DB, product_id: int) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
+    """The listing's row (with its tombstone, as the audit reads it) and its ``index_state`` row."""
+    row = await conn.fetchrow(
+        """
+        SELECT p.id, p.title, p.url, p.img_url, p.price, p.content, p.odo, p.mileage, p.brand, p.year,
+               p.updated_at, p.is_conversion, t.version AS tombstone, t.deleted_at AS tombstone_at
+        FROM products p LEFT JOIN index_tombstones t ON t.product_id = p.id
+        WHERE p.id = $1
+        """,
+        product_id,
+    )
+    state = await conn.fetchrow(
+        "SELECT text_hash, source_updated_at, version, model, indexed_at FROM index_state WHERE product_id = $1",
+        product_id,
+    )
+    return row, state
+
+
+async def jobs_touching(conn: DB, product_id: int, *, limit: int) -> list[asyncpg.Record]:
+    """The latest jobs whose batches named the listing (index_job_batches' GIN index), newest first."""
+    return await conn.fetch(
+        """
+        SELECT job_id, status, operation, scope, source, created_at, finished_at FROM index_jobs
+        WHERE job_id IN (SELECT job_id FROM index_job_batches WHERE product_ids @> ARRAY[$1]::bigint[])
+        ORDER BY created_at DESC LIMIT $2
+        """,
+        product_id,
+        limit,
+    )

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.db.pool import create_pool
-from finally_indexer.http import commands, dashboard, failures, health, jobs, metrics, status
+from finally_indexer.http import audit, commands, dashboard, failures, health, jobs, listings, metrics, status
 from finally_indexer.http.auth import API_KEY_HEADER, SECURITY_SCHEME
 from finally_indexer.http.deps import AppDeps, PgPool, redis_client
 from finally_indexer.http.errors import EXCEPTION_HANDLERS
@@ -42,19 +42,25 @@ def create_app(settings: Settings, *, deps: AppDeps | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        if deps is not None:  # injected: already in the state, closed by its owner
-            yield
-            return
-        app.state.deps = await AppDeps.open(settings)
         try:
-            yield
+            if deps is not None:  # injected: already in the state, closed by its owner
+                yield
+                return
+            app.state.deps = await AppDeps.open(settings)
+            try:
+                yield
+            finally:
+                await app.state.deps.aclose()
         finally:
-            await app.state.deps.aclose()
+            if (running := app.state.get("auditor")) is not None:  # background audits end with the app
+                await running.aclose()
 
     return Litestar(
         route_handlers=[
             *commands.ROUTES,
+            *audit.ROUTES,
             *jobs.ROUTES,
+            *listings.ROUTES,
             *failures.ROUTES,
             *health.ROUTES,
             *status.ROUTES,
@@ -66,6 +72,7 @@ def create_app(settings: Settings, *, deps: AppDeps | None = None) -> Litestar:
             "deps": Provide(_deps, sync_to_thread=False),
             "settings": Provide(_settings, sync_to_thread=False),
             "projector": Provide(_projector, sync_to_thread=False),
+            "auditor": Provide(audit.auditor, sync_to_thread=False),
             # what /metrics reads, named as the metrics app names them
             "redis": Provide(_deps_redis, sync_to_thread=False),
             "pool": Provide(_deps_pool, sync_to_thread=False),

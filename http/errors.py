@@ -21,7 +21,13 @@ from finally_indexer.core.errors import DependencyUnavailable
 log = structlog.get_logger(__name__)
 
 #: Short machine-readable codes for the HTTP statuses the API answers with.
-_CODES = {400: "validation_error", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+_CODES = {
+    400: "validation_error",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+}
 
 
 def _body(status: int, error: str, detail: str, extra: Any = None) -> Response[dict[str, Any]]:

@@ -185,6 +185,8 @@ class Auditor:
         self._store = store
         self._settings = settings
         self._model = settings.model_name()
+        self._locks: dict[str, tuple[Any, asyncio.Task[None]]] = {}
+        self._background: set[asyncio.Task[dict[str, Any]]] = set()
 
     def lock_key(self) -> str:
         """The Redis key that keeps audits of this collection one at a time."""
@@ -203,20 +205,43 @@ class Auditor:
         return await enqueue_job(self.pool, self._redis, jobs_stream=self._settings.jobs_stream, job=job)
 
     async def run(
-        self, *, repair: bool = False, requested_by: str | None = None, audit_id: str | None = None,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+        self, *, repair: bool = False, requested_by: str | None = None, progress: Progress | None = None
+    ) -> dict[str, Any]:
         """Audit (and repair) now; the stored report. ``AuditBusy`` if another audit is running."""
-        audit_id = audit_id or new_audit_id()
-        async with self._locked():
+        audit_id = await self._begin(repair=repair, requested_by=requested_by)
+        return await self._finish(audit_id, repair=repair, progress=progress)
+
+    async def start(self, *, repair: bool = False, requested_by: str | None = None) -> str:
+        """Start an audit in the background; its id (the report says 'running' until it ends).
+
+        ``AuditBusy`` at once if another audit is running.
+        """
+        audit_id = await self._begin(repair=repair, requested_by=requested_by)
+        task = asyncio.create_task(self._finish(audit_id, repair=repair, progress=None))
+        self._background.add(task)
+        task.add_done_callback(self._done)
+        return audit_id
+
+    async def _begin(self, *, repair: bool, requested_by: str | None) -> str:
+        """Take the lock and record the audit as running."""
+        lock = self._redis.lock(self.lock_key(), timeout=LOCK_TTL_S, blocking=False)
+        if not await lock.acquire():
+            raise AuditBusy(f"an audit of collection {self._settings.collection!r} is already running")
+        audit_id = new_audit_id()
+        self._locks[audit_id] = (lock, asyncio.create_task(_keep(lock)))
+        try:
             await queries.start_report(self.pool, audit_id, repair=repair, requested_by=requested_by)
-            started = time.perf_counter()
-            try:
-                tally, repairs = await self._compare(audit_id, repair=repair, progress=progress)
-                flags = await repairs.finish() if repairs is not None else 0
-            except Exception as exc:
-                await self._record_failure(audit_id, started, exc)
-                raise
+        except BaseException:
+            await self._release(audit_id)
+            raise
+        return audit_id
+
+    async def _finish(self, audit_id: str, *, repair: bool, progress: Progress | None) -> dict[str, Any]:
+        """Compare, repair, record the report; the lock is released whatever happens."""
+        started = time.perf_counter()
+        try:
+            tally, repairs = await self._compare(audit_id, repair=repair, progress=progress)
+            flags = await repairs.finish() if repairs is not None else 0
             duration = time.perf_counter() - started
             await queries.finish_report(
                 self.pool, audit_id, status="completed", duration_s=duration, listings=tally.listings,
@@ -224,6 +249,11 @@ class Auditor:
                 samples=tally.samples, repair_job_ids=repairs.job_ids if repairs else (), flags_corrected=flags,
             )  # fmt: skip
             await queries.prune_reports(self.pool, keep=self._settings.audit_keep_reports)
+        except BaseException as exc:  # cancelled too: the report must not stay 'running'
+            await self._record_failure(audit_id, started, exc)
+            raise
+        finally:
+            await self._release(audit_id)
         log.info(
             "audit_completed",
             audit_id=audit_id,
@@ -236,6 +266,25 @@ class Auditor:
         if found is None:  # pruned at once: AUDIT_KEEP_REPORTS cannot be below 1
             raise RuntimeError(f"audit report {audit_id} vanished")
         return found
+
+    async def _release(self, audit_id: str) -> None:
+        lock, renew = self._locks.pop(audit_id)
+        renew.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renew
+        with contextlib.suppress(Exception):  # expired meanwhile: nothing to release
+            await lock.release()
+
+    def _done(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background_audit_failed", error=redact(repr(task.exception())))
+
+    async def aclose(self) -> None:
+        """Cancel background audits (their reports say 'failed'; the lock is released)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _compare(
         self, audit_id: str, *, repair: bool, progress: Progress | None
@@ -271,22 +320,7 @@ class Auditor:
     def _judge(self, row: asyncpg.Record | None, point: StoredListing | None) -> Verdict:
         return judge(row, point, model=self._model, template=self._settings.text_template)
 
-    @contextlib.asynccontextmanager
-    async def _locked(self) -> AsyncIterator[None]:
-        lock = self._redis.lock(self.lock_key(), timeout=LOCK_TTL_S, blocking=False)
-        if not await lock.acquire():
-            raise AuditBusy(f"an audit of collection {self._settings.collection!r} is already running")
-        renew = asyncio.create_task(_keep(lock))
-        try:
-            yield
-        finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
-            with contextlib.suppress(Exception):  # expired meanwhile: nothing to release
-                await lock.release()
-
-    async def _record_failure(self, audit_id: str, started: float, exc: Exception) -> None:
+    async def _record_failure(self, audit_id: str, started: float, exc: BaseException) -> None:
         log.error("audit_failed", audit_id=audit_id, error=redact(repr(exc)))
         with contextlib.suppress(Exception):  # the report is best effort; the error propagates
             await queries.finish_report(

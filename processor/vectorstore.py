@@ -45,6 +45,7 @@ class StoredListing:
     version: int
     text_hash: str
     model: str | None = None  # the embedding model named in the payload (None: written without one)
+    payload: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

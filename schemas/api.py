@@ -237,3 +237,90 @@ class ErrorBody(BaseModel):
     error: str
     detail: str
     extra: Any = None
+
+
+class AuditRequest(BaseModel):
+    """``POST /audit``: compare PostgreSQL with the collection; ``repair`` queues the fixes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"repair": True}]})
+
+    repair: bool = Field(
+        default=False,
+        description="Queue sync jobs for missing, stale and wrong-model listings, delete jobs for ghosts, "
+        "and correct wrong flags.",
+    )
+
+
+class AuditAccepted(BaseModel):
+    """``202`` answer of ``POST /audit``."""
+
+    audit_id: str
+    status: Literal["running"] = "running"
+    links: dict[str, str] = Field(description="self: this audit's report.")
+
+
+class AuditReport(BaseModel):
+    """One audit: listings per verdict, a few ids of each, and what the repair queued."""
+
+    audit_id: str
+    status: Literal["running", "completed", "failed"]
+    repair: bool
+    requested_by: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+    listings: int = Field(description="Rows read from products.")
+    points: int = Field(description="Points read from the collection.")
+    counts: dict[str, int] = Field(
+        description="Verdict → listings: ok, missing, stale, ghost, wrong_flag, wrong_model."
+    )
+    drift: int = Field(description="Listings whose verdict is not ok.")
+    samples: dict[str, list[int]] = Field(description="Verdict → a few product ids (see GET /listings/{id}).")
+    repair_job_ids: list[str] = Field(description="Jobs the repair queued (follow them at /jobs/{id}).")
+    flags_corrected: int
+    error: str | None
+
+
+class ListingInSource(BaseModel):
+    """The listing as PostgreSQL has it."""
+
+    row: dict[str, Any] = Field(description="The listing's columns.")
+    version: int | None = Field(description="updated_at in microseconds (the write version).")
+    text_hash: str | None = Field(description="sha256 of the text it embeds to now.")
+    is_conversion: bool
+    indexed: dict[str, Any] | None = Field(description="What the service recorded writing (index_state).")
+    tombstone: dict[str, Any] | None = Field(description="A delete covering versions up to this one.")
+
+
+class ListingInCollection(BaseModel):
+    """The listing's point (never the vector)."""
+
+    version: int
+    text_hash: str
+    model: str | None
+    payload: dict[str, Any]
+
+
+class JobTouching(BaseModel):
+    """A job whose batches named the listing."""
+
+    job_id: str
+    status: JobState
+    operation: str
+    scope: str
+    source: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ListingView(BaseModel):
+    """``GET /listings/{product_id}``: both sides, the audit's verdict, failures and jobs."""
+
+    product_id: int
+    verdict: str = Field(
+        description="What an audit would say now: ok, missing, stale, ghost, wrong_flag, wrong_model."
+    )
+    source: ListingInSource | None = Field(description="null: no row in products.")
+    collection: ListingInCollection | None = Field(description="null: no point.")
+    open_failures: list[FailureView]
+    jobs: list[JobTouching] = Field(description="The latest jobs that touched it, newest first.")

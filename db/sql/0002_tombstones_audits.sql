@@ -10,6 +10,9 @@ CREATE TABLE index_tombstones (
 );
 CREATE INDEX index_tombstones_deleted_at ON index_tombstones (deleted_at);
 
+-- "Which jobs touched listing 5?" (GET /listings/{id}) without scanning every batch.
+CREATE INDEX index_job_batches_product_ids ON index_job_batches USING gin (product_ids);
+
 -- One row per audit (PostgreSQL compared with the collection); the last ones are kept.
 CREATE TABLE audit_reports (
     audit_id        text PRIMARY KEY,

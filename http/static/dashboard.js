@@ -155,10 +155,24 @@
       const tr = el("tr");
       const time = new Date(e.created_at).toLocaleTimeString();
       tr.append(el("td", "", String(e.id)), el("td", "", time), el("td", "", e.operation_type),
-        el("td", "", e.product_id === null ? "–" : String(e.product_id)), el("td", "", e.reason),
-        el("td", "msg", e.error_message));
+        listingCell(e.product_id), el("td", "", e.reason), el("td", "msg", e.error_message));
       tbody.append(tr);
     }
+  }
+
+  // A listing id links to GET /listings/{id}: both sides of the listing, its verdict, failures, jobs.
+  function listingCell(productId) {
+    const td = el("td");
+    if (productId === null) {
+      td.textContent = "–";
+      return td;
+    }
+    const a = document.createElement("a");
+    a.href = "/listings/" + encodeURIComponent(String(productId));
+    a.className = "listing";
+    a.textContent = String(productId);
+    td.append(a);
+    return td;
   }
 
   async function refresh() {

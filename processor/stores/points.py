@@ -52,4 +52,5 @@ def stored_listing(point_id: Any, payload: dict[str, Any] | None) -> StoredListi
         version=int(payload.get(VERSION_KEY) or 0),
         text_hash=str(payload.get(TEXT_HASH_KEY) or ""),
         model=str(payload[MODEL_KEY]) if payload.get(MODEL_KEY) is not None else None,
+        payload=payload,
     )
