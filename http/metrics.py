@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from finally_indexer.core import metrics as m
 from finally_indexer.http.deps import PgPool
 from finally_indexer.http.status import DbFigures, StatusProjector
+from finally_indexer.processor.audit import refresh_audit_gauges
 from finally_indexer.schemas.status import QueueFigures
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,7 @@ async def refresh_gauges(projector: StatusProjector, pool: PgPool | None, redis:
     try:
         async with asyncio.timeout(REFRESH_TIMEOUT_S):
             _set_db_gauges(await projector.database(pool))
+            await refresh_audit_gauges(pool)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         log.warning("metrics_refresh_failed", dependency="postgres", error=repr(exc))
 
