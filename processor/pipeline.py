@@ -33,9 +33,10 @@ from finally_indexer.processor.events import EventLog
 from finally_indexer.processor.indexer import Indexer
 from finally_indexer.processor.planner import Planner
 from finally_indexer.processor.stores.factory import build_vector_store
-from finally_indexer.processor.vectorstore import VectorStore
+from finally_indexer.processor.texts import template_hash
+from finally_indexer.processor.vectorstore import CollectionIdentity, VectorStore
 
-__all__ = ["Connections", "DrainReport", "Pipeline"]
+__all__ = ["Connections", "DrainReport", "Pipeline", "collection_identity"]
 
 _Close = Callable[[], Awaitable[Any]]
 
@@ -56,7 +57,11 @@ class Connections:
         store: VectorStore | None = None, embedder: Embedder | None = None, with_embedder: bool = True,
         redis_options: dict[str, Any] | None = None,
     ) -> Connections:  # fmt: skip
-        """Open what is not given; ``with_embedder=False`` for processes that never embed (the API)."""
+        """Open what is not given; ``with_embedder=False`` for processes that never embed (the API).
+
+        Nothing here checks the collection: only :meth:`Pipeline.open` (a writer) does, so the API
+        neither refuses a collection nor records anything in it.
+        """
         owned: list[_Close] = []
         try:
             if redis is None:
@@ -88,6 +93,22 @@ async def _close_all(closers: list[_Close]) -> None:
     closers.clear()
 
 
+def collection_identity(settings: Settings, embedder: Embedder) -> CollectionIdentity:
+    """What the collection a writer uses must have been built with: the embedder's model,
+    ``VECTOR_SIZE`` and the hash of ``TEXT_TEMPLATE``."""
+    return CollectionIdentity(
+        model=embedder.model,
+        dimensions=settings.vector_size,
+        template_hash=template_hash(settings.text_template),
+    )
+
+
+def _require_embedder(conns: Connections) -> Embedder:
+    if conns.embedder is None:
+        raise ValueError("a pipeline needs an embedder")
+    return conns.embedder
+
+
 @dataclass(slots=True)
 class Pipeline:
     """The components of the stream side, wired on one set of connections."""
@@ -108,10 +129,16 @@ class Pipeline:
         cls, settings: Settings, *, redis: Redis | None = None, pool: asyncpg.Pool[Any] | None = None,
         store: VectorStore | None = None, embedder: Embedder | None = None,
     ) -> Pipeline:  # fmt: skip
-        """Connect what is not given, create the collection and the groups, wire the components."""
+        """Connect what is not given, create the collection and the groups, wire the components.
+
+        The collection must have been built with this embedder's model, ``VECTOR_SIZE`` and
+        ``TEXT_TEMPLATE`` (:func:`collection_identity`); another one raises
+        :class:`~finally_indexer.core.errors.ConfigurationError` before anything is consumed.
+        """
         conns = await Connections.open(settings, redis=redis, pool=pool, store=store, embedder=embedder)
         try:
-            await conns.store.ensure_collection()
+            identity = collection_identity(settings, _require_embedder(conns))
+            await conns.store.ensure_collection(identity)
             await ensure_groups(conns.redis, settings)
         except BaseException:
             await conns.aclose()
@@ -121,8 +148,7 @@ class Pipeline:
     @classmethod
     def wire(cls, settings: Settings, conns: Connections) -> Pipeline:
         """The components on ``conns`` (no I/O)."""
-        if conns.embedder is None:
-            raise ValueError("a pipeline needs an embedder")
+        embedder = _require_embedder(conns)
         redis, pool = conns.redis, conns.pool
         events = EventLog(redis, settings.events_stream)
         dead = DeadLetters(redis, pool, events, stream=settings.dead_letter_stream)
@@ -131,7 +157,7 @@ class Pipeline:
             batch_stream=settings.batch_stream, batch_size=settings.batch_size,
         )  # fmt: skip
         indexer = Indexer(
-            pool=pool, store=conns.store, embedder=conns.embedder, events=events, dead_letters=dead,
+            pool=pool, store=conns.store, embedder=embedder, events=events, dead_letters=dead,
             text_template=settings.text_template,
         )  # fmt: skip
         consumer = Consumer(

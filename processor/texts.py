@@ -16,12 +16,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["build_text", "payload_for", "text_hash", "version_of"]
+__all__ = ["build_text", "payload_for", "template_hash", "text_hash", "version_of"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _FORMATTER = string.Formatter()
+#: Hex digits kept of a template's SHA-256: 64 bits tell templates apart and stay readable in logs.
+TEMPLATE_HASH_CHARS = 16
 
 #: Columns copied into the payload as they are (besides the id and the source timestamp).
 PAYLOAD_COLUMNS = ("title", "url", "img_url", "price", "content", "odo", "brand", "year", "mileage")
@@ -80,6 +82,15 @@ def build_text(row: Mapping[str, Any], template: str) -> str:
 def text_hash(text: str) -> str:
     """SHA-256 of the embedded text (hex): equal hashes mean re-embedding would change nothing."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def template_hash(template: str) -> str:
+    """A short, stable fingerprint of ``TEXT_TEMPLATE`` (SHA-256, first 16 hex digits).
+
+    A collection records it (with the model and the vector size): vectors embedded from texts
+    rendered by another template are not comparable, even with the same model.
+    """
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()[:TEMPLATE_HASH_CHARS]
 
 
 def version_of(updated_at: datetime) -> int:

@@ -57,12 +57,38 @@ class SearchHit:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class CollectionIdentity:
+    """What a collection's vectors were built with: the embedding model, their size and the hash
+    of the text template (:func:`~finally_indexer.processor.texts.template_hash`).
+
+    Vectors of two identities are not comparable: a store records the identity when it creates the
+    collection and refuses to let a writer with another one in (see ``ensure_collection``).
+    """
+
+    model: str
+    dimensions: int
+    template_hash: str
+
+    def describe(self) -> str:
+        """``model X at N dimensions (template H)``, for messages to operators."""
+        return f"model {self.model} at {self.dimensions} dimensions (template {self.template_hash})"
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     """A Qdrant collection of listings, whichever engine holds it."""
 
-    async def ensure_collection(self) -> None:
-        """Create the collection if absent (Cosine, HNSW defaults, the configured size)."""
+    async def ensure_collection(self, identity: CollectionIdentity | None = None) -> None:
+        """Create the collection if absent (Cosine, HNSW defaults, the configured size).
+
+        With an ``identity`` (processes that write: the workers), the collection is created
+        recording it; an existing collection recorded with another identity raises
+        :class:`~finally_indexer.core.errors.ConfigurationError` naming both, and one recorded
+        with none (built before identities were recorded) is adopted: the identity is recorded
+        and a warning logged. Without one (readers such as the API) nothing is checked or recorded.
+        A collection whose vectors are not of the store's size is refused either way.
+        """
         ...
 
     async def upsert(self, points: Sequence[ListingPoint]) -> None:

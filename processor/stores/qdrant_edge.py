@@ -4,6 +4,8 @@ The collection is one Edge *shard* in ``QDRANT_PATH/<collection>``: segments, HN
 write-ahead log, so an update acknowledged by ``EdgeShard.update`` survives a crash of the process
 (the WAL is replayed on load; ``tests/vectors/test_edge_persistence.py`` kills a writer with
 SIGKILL to prove it). The shard holds an exclusive lock on its WAL: one process per directory.
+Beside the segments, ``collection_identity.json`` records the model, vector size and template hash
+the vectors were built with (written atomically when a writer creates or adopts the shard).
 
 The binding is synchronous. Every call runs in a worker thread (``asyncio.to_thread``) under an
 ``asyncio.Lock``, so the event loop never blocks and calls reach the shard one at a time.
@@ -16,6 +18,8 @@ load; ~51 s for 30k x 3072 on 2 cores). Search is exact before that, approximate
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -26,8 +30,22 @@ import qdrant_edge as qe
 from finally_indexer.core import metrics
 from finally_indexer.core.errors import ConfigurationError, DependencyUnavailable, PermanentError
 from finally_indexer.core.settings import Settings
+from finally_indexer.processor.stores.identity import (
+    REINDEX_HINT,
+    check_dimensions,
+    identity_from_record,
+    identity_record,
+    log_adopted,
+    refuse_another,
+)
 from finally_indexer.processor.stores.points import SCROLL_PAGE, VERSION_KEY, point_payload, stored_listing
-from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, SearchHit, StoredListing
+from finally_indexer.processor.vectorstore import (
+    CollectionIdentity,
+    ListingPoint,
+    PayloadUpdate,
+    SearchHit,
+    StoredListing,
+)
 
 __all__ = ["QdrantEdgeStore"]
 
@@ -63,6 +81,33 @@ def _classify(op: str, exc: Exception) -> Exception:
     return DependencyUnavailable(message)
 
 
+#: Written by Edge when it creates a shard: its presence means the shard exists.
+EDGE_CONFIG_FILE = "edge_config.json"
+#: This store's record of the collection's identity, in the shard's folder (Edge ignores it).
+IDENTITY_FILE = "collection_identity.json"
+
+
+def read_identity(path: Path) -> CollectionIdentity | None:
+    """The identity recorded in ``path``; ``None`` when there is no file (a shard from before)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:  # bad JSON or UTF-8; written atomically, so only a hand edit does this
+        raise ConfigurationError(f"{path} is unreadable ({exc}); delete it to adopt the shard") from exc
+    return identity_from_record(record if isinstance(record, dict) else None)
+
+
+def write_identity(path: Path, identity: CollectionIdentity) -> None:
+    """Record ``identity`` atomically: a temporary file beside it, flushed, then renamed over it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as f:
+        json.dump(identity_record(identity), f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
 def _scroller(request: Any) -> Callable[[Any], Any]:
     return lambda shard: shard.scroll(request)
 
@@ -73,6 +118,7 @@ class QdrantEdgeStore:
     def __init__(self, path: Path, *, vector_size: int) -> None:
         self._path = Path(path)
         self._vector_size = vector_size
+        self._identity_file = self._path / IDENTITY_FILE
         self._shard: Any = None
         self._lock = asyncio.Lock()
 
@@ -83,6 +129,11 @@ class QdrantEdgeStore:
     def __repr__(self) -> str:
         return f"QdrantEdgeStore(path={str(self._path)!r}, vector_size={self._vector_size})"
 
+    @property
+    def _collection(self) -> str:
+        """The collection's name, as operators know it (``QDRANT_PATH/<collection>``)."""
+        return self._path.name
+
     # --- the shard, one call at a time in a worker thread ---------------------------------------------
     def _config(self) -> Any:
         return qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=self._vector_size, distance=qe.Distance.Cosine))
@@ -91,7 +142,7 @@ class QdrantEdgeStore:
         if self._shard is not None:
             return self._shard
         try:
-            if (self._path / "edge_config.json").exists():
+            if (self._path / EDGE_CONFIG_FILE).exists():
                 # Passing the config makes Edge check it against the stored segments.
                 shard = qe.EdgeShard.load(str(self._path), self._config())
             else:
@@ -104,15 +155,21 @@ class QdrantEdgeStore:
                 ) from exc
             if "incompatible" in str(exc).lower():
                 raise ConfigurationError(
-                    f"edge shard {self._path} does not match VECTOR_SIZE={self._vector_size}: {exc}"
+                    f"edge shard {self._path} does not match VECTOR_SIZE={self._vector_size}: {exc}. "
+                    f"{REINDEX_HINT}"
                 ) from exc
             raise
         self._shard = shard
         return shard
 
     async def _run(self, op: str, fn: Callable[[Any], T]) -> T:
+        """``fn(shard)`` in a worker thread, the shard opened first (see :meth:`_call`)."""
+        return await self._call(op, lambda: fn(self._open_sync()))
+
+    async def _call(self, op: str, fn: Callable[[], T]) -> T:
+        """``fn()`` in a worker thread under the lock; engine errors classified."""
         async with self._lock:
-            work = asyncio.ensure_future(asyncio.to_thread(lambda: fn(self._open_sync())))
+            work = asyncio.ensure_future(asyncio.to_thread(fn))
             try:
                 return await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -129,8 +186,27 @@ class QdrantEdgeStore:
                 raise _classify(op, exc) from exc
 
     # --- the VectorStore protocol ------------------------------------------------------------------------
-    async def ensure_collection(self) -> None:
-        await self._run("open", lambda shard: None)
+    async def ensure_collection(self, identity: CollectionIdentity | None = None) -> None:
+        if identity is None:
+            await self._run("open", lambda shard: None)
+            return
+        check_dimensions(identity, self._vector_size)
+        await self._call("open", lambda: self._ensure_sync(identity))
+
+    def _ensure_sync(self, identity: CollectionIdentity) -> None:
+        """Judge the recorded identity before opening (its message says more than Edge's size
+        check), open or create the shard, and record ``identity`` when the shard has none."""
+        existed = self._shard is not None or (self._path / EDGE_CONFIG_FILE).exists()
+        recorded = read_identity(self._identity_file) if existed else None
+        if recorded is not None:
+            refuse_another(self._collection, recorded, identity)
+        self._open_sync()
+        if recorded is None:
+            # Written after the shard: a crash in between leaves a shard without a record, adopted
+            # on the next start, never a record without its shard.
+            write_identity(self._identity_file, identity)
+            if existed:
+                log_adopted(self._collection, identity)
 
     async def upsert(self, points: Sequence[ListingPoint]) -> None:
         if not points:

@@ -33,6 +33,14 @@ from finally_indexer.core.errors import (
     TransientError,
 )
 from finally_indexer.core.settings import Settings, VectorStoreKind
+from finally_indexer.processor.stores.identity import (
+    REINDEX_HINT,
+    check_dimensions,
+    identity_from_record,
+    identity_record,
+    log_adopted,
+    refuse_another,
+)
 from finally_indexer.processor.stores.points import (
     PRODUCT_ID_KEY,
     SCROLL_PAGE,
@@ -40,7 +48,13 @@ from finally_indexer.processor.stores.points import (
     point_payload,
     stored_listing,
 )
-from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, SearchHit, StoredListing
+from finally_indexer.processor.vectorstore import (
+    CollectionIdentity,
+    ListingPoint,
+    PayloadUpdate,
+    SearchHit,
+    StoredListing,
+)
 
 __all__ = ["MEMORY", "QdrantServerStore"]
 
@@ -127,26 +141,45 @@ class QdrantServerStore:
     def __repr__(self) -> str:
         return f"QdrantServerStore(collection={self._collection!r}, vector_size={self._vector_size})"
 
-    async def ensure_collection(self) -> None:
+    async def ensure_collection(self, identity: CollectionIdentity | None = None) -> None:
+        if identity is not None:
+            check_dimensions(identity, self._vector_size)
         if self._payload_indexes:  # a real server (local mode has no version to check)
             await self._check_server_version()
         with _classified("ensure_collection"):
-            if await self._client.collection_exists(self._collection):
-                await self._check_size()
+            exists = await self._client.collection_exists(self._collection)
+            if not exists and await self._create(identity):
                 return
-            try:
-                await self._client.create_collection(
-                    self._collection,
-                    vectors_config=m.VectorParams(size=self._vector_size, distance=m.Distance.COSINE),
-                )
-            except UnexpectedResponse as exc:
-                if exc.status_code != 409:  # another worker created it first
-                    raise
-            if self._payload_indexes:
-                for key in (PRODUCT_ID_KEY, VERSION_KEY):
-                    await self._client.create_payload_index(
-                        self._collection, key, m.PayloadSchemaType.INTEGER
-                    )
+            # it existed, or another writer created it meanwhile: either way it is judged
+            await self._check_existing(identity)
+
+    async def _check_existing(self, identity: CollectionIdentity | None) -> None:
+        """Refuse another identity or size; record ``identity`` in a collection that has none."""
+        info = await self._client.get_collection(self._collection)
+        recorded = identity_from_record(info.config.metadata)
+        if identity is not None and recorded is not None:
+            refuse_another(self._collection, recorded, identity)
+        self._check_size(info)
+        if identity is not None and recorded is None:
+            await self._client.update_collection(self._collection, metadata=identity_record(identity))
+            log_adopted(self._collection, identity)
+
+    async def _create(self, identity: CollectionIdentity | None) -> bool:
+        """Create the collection recording ``identity``; False when another writer created it first."""
+        try:
+            await self._client.create_collection(
+                self._collection,
+                vectors_config=m.VectorParams(size=self._vector_size, distance=m.Distance.COSINE),
+                metadata=identity_record(identity) if identity is not None else None,
+            )
+        except UnexpectedResponse as exc:
+            if exc.status_code != 409:  # 409: another worker created it first
+                raise
+            return False
+        if self._payload_indexes:
+            for key in (PRODUCT_ID_KEY, VERSION_KEY):
+                await self._client.create_payload_index(self._collection, key, m.PayloadSchemaType.INTEGER)
+        return True
 
     async def _check_server_version(self) -> None:
         """Refuse a server older than 1.16: it silently ignores ``update_filter`` on upsert, so the
@@ -159,13 +192,13 @@ class QdrantServerStore:
                 f"Qdrant >= {'.'.join(map(str, MIN_SERVER_VERSION))}; upgrade the server"
             )
 
-    async def _check_size(self) -> None:
-        info = await self._client.get_collection(self._collection)
+    def _check_size(self, info: m.CollectionInfo) -> None:
         vectors = info.config.params.vectors
         size = vectors.size if isinstance(vectors, m.VectorParams) else None
         if size is not None and size != self._vector_size:
             raise ConfigurationError(
-                f"collection {self._collection!r} holds {size}-dimensional vectors, VECTOR_SIZE is {self._vector_size}"
+                f"collection {self._collection!r} holds {size}-dimensional vectors, "
+                f"VECTOR_SIZE is {self._vector_size}. {REINDEX_HINT}"
             )
 
     async def upsert(self, points: Sequence[ListingPoint]) -> None:

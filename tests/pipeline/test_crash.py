@@ -7,14 +7,12 @@ import asyncio
 import os
 import signal
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from pipeline.helpers import add_listings, assert_converged, push, wait_until
-from pydantic import SecretStr
+from pipeline.helpers import add_listings, assert_converged, push, settings_env, wait_until
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
@@ -29,13 +27,7 @@ def _env(settings: Settings, consumer: str, delay: float) -> dict[str, str]:
         "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(HERE.parent),
         "TEST_EMBED_DELAY_S": str(delay), "LOG_LEVEL": "WARNING",
     }  # fmt: skip
-    for name, raw in settings:
-        if raw is None:
-            continue
-        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
-        env[name.upper()] = value.value if isinstance(value, Enum) else str(value)
-    env["CONSUMER_NAME"] = consumer
-    return env
+    return env | settings_env(settings) | {"CONSUMER_NAME": consumer}
 
 
 async def _start(settings: Settings, consumer: str, delay: float) -> asyncio.subprocess.Process:

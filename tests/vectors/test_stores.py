@@ -1,23 +1,49 @@
-"""One contract for every vector store, subclassed per backend (qdrant-client local mode, Qdrant Edge)."""
+"""One contract for every vector store, subclassed per backend (qdrant-client local mode in memory
+and on disk, Qdrant Edge)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import qdrant_edge as qe
 from qdrant_client import AsyncQdrantClient, models
+from structlog.testing import capture_logs
 
-from finally_indexer.core.errors import DependencyUnavailable, PermanentError
-from finally_indexer.core.settings import Settings, VectorStoreKind
+from finally_indexer.core.constants import HASHING_MODEL, OPENAI_MODEL
+from finally_indexer.core.errors import ConfigurationError, DependencyUnavailable, PermanentError
+from finally_indexer.core.settings import DEFAULT_TEXT_TEMPLATE, Settings, VectorStoreKind
 from finally_indexer.processor.stores.factory import build_vector_store
-from finally_indexer.processor.stores.qdrant_edge import QdrantEdgeStore
+from finally_indexer.processor.stores.identity import identity_from_record
+from finally_indexer.processor.stores.qdrant_edge import IDENTITY_FILE, QdrantEdgeStore, read_identity
 from finally_indexer.processor.stores.qdrant_server import QdrantServerStore
-from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, StoredListing, VectorStore
+from finally_indexer.processor.texts import template_hash
+from finally_indexer.processor.vectorstore import (
+    CollectionIdentity,
+    ListingPoint,
+    PayloadUpdate,
+    StoredListing,
+    VectorStore,
+)
 
 SIZE = 64
+#: The collection the offline embedder builds with the default template.
+OFFLINE = CollectionIdentity(HASHING_MODEL, SIZE, template_hash(DEFAULT_TEXT_TEMPLATE))
+#: Each differs from OFFLINE in one part; a writer with any of them must be refused.
+OTHERS = {
+    "model": dataclasses.replace(OFFLINE, model=OPENAI_MODEL),
+    "dimensions": dataclasses.replace(OFFLINE, dimensions=2 * SIZE),
+    "template": dataclasses.replace(OFFLINE, template_hash=template_hash("{title}\n\n{content}")),
+}
+
+#: ``opened(size)``: a new store object on the test's collection, closed (or let go) on exit.
+Opener = Callable[..., AbstractAsyncContextManager[VectorStore]]
 
 
 def vec(seed: int) -> list[float]:
@@ -155,6 +181,98 @@ class StoreContract:
         await store.upsert([point(1, 5, text="now-versioned")])
         assert (await store.get([1]))[1] == StoredListing(1, 5, "now-versioned")
 
+    # --- the collection's identity -----------------------------------------------------------------
+    @pytest.fixture
+    def opened(self, tmp_path: Path) -> Opener:
+        """Stores on one collection, one after the other (as successive processes would open it)."""
+        raise NotImplementedError
+
+    async def recorded(self, store: VectorStore) -> CollectionIdentity | None:
+        """The identity the collection records, read past the store."""
+        raise NotImplementedError
+
+    async def test_a_writer_records_its_identity_and_opens_again(self, opened: Opener) -> None:
+        async with opened() as store:
+            await store.ensure_collection(OFFLINE)
+            await store.ensure_collection(OFFLINE)  # idempotent
+            await store.upsert([point(1, 1)])
+            assert await self.recorded(store) == OFFLINE
+        async with opened() as store:
+            with capture_logs() as logs:
+                await store.ensure_collection(OFFLINE)
+            assert logs == []
+            assert await store.count() == 1
+
+    @pytest.mark.parametrize("part", sorted(OTHERS))
+    async def test_a_writer_with_another_identity_is_refused(self, opened: Opener, part: str) -> None:
+        other = OTHERS[part]
+        async with opened() as store:
+            await store.ensure_collection(OFFLINE)
+            await store.upsert([point(1, 1)])
+        async with opened(size=other.dimensions) as store:
+            with pytest.raises(ConfigurationError) as refused:
+                await store.ensure_collection(other)
+        message = str(refused.value)
+        assert f"was built with {OFFLINE.describe()}; the settings ask for {other.describe()}" in message
+        assert "COLLECTION" in message
+        assert "force" in message
+        async with opened() as store:  # refused, not rewritten
+            await store.ensure_collection(OFFLINE)
+            assert await self.recorded(store) == OFFLINE
+            assert await store.count() == 1
+
+    async def test_a_collection_from_before_identities_is_adopted_once(self, opened: Opener) -> None:
+        async with opened() as store:
+            await store.ensure_collection()  # as the indexer did before identities were recorded
+            await store.upsert([point(1, 1)])
+            assert await self.recorded(store) is None
+        async with opened() as store:
+            with capture_logs() as logs:
+                await store.ensure_collection(OFFLINE)
+                await store.ensure_collection(OFFLINE)
+            assert [e["event"] for e in logs] == ["collection_identity_adopted"]
+            assert logs[0]["log_level"] == "warning"
+            assert logs[0]["model"] == HASHING_MODEL
+            assert await self.recorded(store) == OFFLINE
+            assert await store.count() == 1
+        async with opened() as store:  # adopted: from now on another identity is refused
+            with pytest.raises(ConfigurationError, match=OPENAI_MODEL):
+                await store.ensure_collection(OTHERS["model"])
+
+    async def test_a_collection_from_before_of_another_size_is_refused_not_adopted(
+        self, opened: Opener
+    ) -> None:
+        async with opened() as store:
+            await store.ensure_collection()
+        other = OTHERS["dimensions"]
+        async with opened(size=other.dimensions) as store:
+            with pytest.raises(ConfigurationError, match="VECTOR_SIZE") as refused:
+                await store.ensure_collection(other)
+        assert "COLLECTION" in str(refused.value)
+        async with opened() as store:
+            await store.ensure_collection()
+            assert await self.recorded(store) is None
+
+    async def test_a_reader_neither_checks_nor_records(self, opened: Opener) -> None:
+        async with opened() as store:
+            await store.ensure_collection(OFFLINE)
+        async with opened() as store:
+            await store.ensure_collection()  # the API's store: no identity
+            assert await self.recorded(store) == OFFLINE
+
+    async def test_an_identity_of_another_size_than_the_store_is_a_wiring_mistake(
+        self, opened: Opener
+    ) -> None:
+        async with opened() as store:
+            with pytest.raises(ValueError, match="dimensions"):
+                await store.ensure_collection(OTHERS["dimensions"])
+
+
+async def _metadata(store: VectorStore) -> CollectionIdentity | None:
+    assert isinstance(store, QdrantServerStore)
+    info = await store._client.get_collection(store._collection)
+    return identity_from_record(info.config.metadata)
+
 
 class TestLocalModeStore(StoreContract):
     """qdrant-client's in-process local mode (``VECTOR_STORE=local``, ``QDRANT_PATH=:memory:``)."""
@@ -173,6 +291,47 @@ class TestLocalModeStore(StoreContract):
         legacy = models.PointStruct(id=pid, vector=vec(pid), payload={"title": "legacy"})
         await store._client.upsert("t", [legacy])
 
+    @pytest.fixture
+    async def opened(self, tmp_path: Path) -> AsyncIterator[Opener]:
+        client = AsyncQdrantClient(location=":memory:")  # one client holds the collection: shared
+
+        @contextlib.asynccontextmanager
+        async def open_(size: int = SIZE) -> AsyncIterator[VectorStore]:
+            yield QdrantServerStore(client, collection="t", vector_size=size, payload_indexes=False)
+
+        yield open_
+        await client.close()
+
+    async def recorded(self, store: VectorStore) -> CollectionIdentity | None:
+        return await _metadata(store)
+
+
+class TestLocalPathStore(TestLocalModeStore):
+    """qdrant-client's local mode on disk (``VECTOR_STORE=local``, ``QDRANT_PATH=<folder>``)."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[VectorStore]:
+        store = QdrantServerStore(
+            AsyncQdrantClient(path=str(tmp_path / "local")), collection="t", vector_size=SIZE,
+            payload_indexes=False,
+        )  # fmt: skip
+        await store.ensure_collection()
+        yield store
+        await store.aclose()
+
+    @pytest.fixture
+    def opened(self, tmp_path: Path) -> Opener:
+        @contextlib.asynccontextmanager
+        async def open_(size: int = SIZE) -> AsyncIterator[VectorStore]:
+            client = AsyncQdrantClient(path=str(tmp_path / "local"))  # one opener at a time
+            store = QdrantServerStore(client, collection="t", vector_size=size, payload_indexes=False)
+            try:
+                yield store
+            finally:
+                await store.aclose()
+
+        return open_
+
 
 class TestEdgeStore(StoreContract):
     """Qdrant Edge in-process (``VECTOR_STORE=edge``)."""
@@ -188,6 +347,47 @@ class TestEdgeStore(StoreContract):
         assert isinstance(store, QdrantEdgeStore)
         operation = qe.UpdateOperation.upsert_points([qe.Point(pid, vec(pid), {"title": "legacy"})])
         await store._run("raw", lambda shard: shard.update(operation))
+
+    @pytest.fixture
+    def opened(self, tmp_path: Path) -> Opener:
+        @contextlib.asynccontextmanager
+        async def open_(size: int = SIZE) -> AsyncIterator[VectorStore]:
+            store = QdrantEdgeStore(tmp_path / "bike_listings", vector_size=size)  # one opener at a time
+            try:
+                yield store
+            finally:
+                await store.aclose()
+
+        return open_
+
+    async def recorded(self, store: VectorStore) -> CollectionIdentity | None:
+        assert isinstance(store, QdrantEdgeStore)
+        return read_identity(store._identity_file)
+
+    async def test_the_identity_is_a_json_file_in_the_shard_folder(
+        self, opened: Opener, tmp_path: Path
+    ) -> None:
+        async with opened() as store:
+            await store.ensure_collection(OFFLINE)
+        files = sorted(p.name for p in (tmp_path / "bike_listings").iterdir())
+        assert IDENTITY_FILE in files
+        assert not [name for name in files if name.endswith(".tmp")]  # written through a temporary, renamed
+        record = json.loads((tmp_path / "bike_listings" / IDENTITY_FILE).read_text())
+        assert record == {
+            "embedding_model": HASHING_MODEL,
+            "vector_size": SIZE,
+            "text_template_hash": OFFLINE.template_hash,
+        }
+
+    async def test_an_unreadable_identity_file_is_a_configuration_error(
+        self, opened: Opener, tmp_path: Path
+    ) -> None:
+        async with opened() as store:
+            await store.ensure_collection(OFFLINE)
+        (tmp_path / "bike_listings" / IDENTITY_FILE).write_text("{not json")
+        async with opened() as store:
+            with pytest.raises(ConfigurationError, match="delete it"):
+                await store.ensure_collection(OFFLINE)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from finally_indexer.core.settings import DEFAULT_TEXT_TEMPLATE
-from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
+from finally_indexer.processor.texts import build_text, payload_for, template_hash, text_hash, version_of
 
 ROW = {
     "id": 17,
@@ -66,6 +66,11 @@ def test_text_hash_is_sha256_hex_and_content_sensitive() -> None:
     assert text_hash(build_text(ROW, DEFAULT_TEXT_TEMPLATE)) != text_hash(
         build_text({**ROW, "price": 1}, DEFAULT_TEXT_TEMPLATE)
     )
+
+
+def test_template_hash_is_short_stable_and_template_sensitive() -> None:
+    assert template_hash(DEFAULT_TEXT_TEMPLATE) == "aeca6ebc5e1b94c8"  # quoted in docs/operations.md
+    assert template_hash("{title}\n{content}") != template_hash("{title}\n\n{content}")
 
 
 def test_payload_has_every_listing_column_and_the_source_time() -> None:
