@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg
 import structlog
@@ -60,6 +60,9 @@ log = structlog.get_logger(__name__)
 
 #: Listings read per keyset page: one query per 5,000 listings, a few megabytes per page.
 PAGE: Final = 5_000
+#: Items per read-ahead batch, and batches read ahead per side (bounded memory: two sides, two batches of 5,000 each).
+READ_AHEAD_BATCH: Final = 5_000
+READ_AHEAD_DEPTH: Final = 2
 #: Product ids kept per verdict as examples in a report.
 SAMPLE_SIZE: Final = 20
 #: Seconds the audit lock lives without renewal: a crashed auditor blocks the next one this long.
@@ -70,6 +73,7 @@ SCHEDULE_SLACK: Final = 0.9
 #: Progress is reported every this many listings.
 PROGRESS_EVERY: Final = 1_000
 
+_T = TypeVar("_T")
 Progress = Callable[[int, int], None]  # (listings judged, listings expected)
 #: Past every product id (ids are positive 64-bit integers): "this side is exhausted".
 _END: Final = 2**64
@@ -293,7 +297,7 @@ class Auditor:
         tally = _Tally()
         repairs = _Repairs(self, audit_id) if repair else None
         expected = await queries.count_listings(self.pool)
-        rows, points = _rows(self.pool), aiter(self._store.scan())
+        rows, points = _read_ahead(_rows(self.pool)), _read_ahead(aiter(self._store.scan()))
         row, point = await anext(rows, None), await anext(points, None)
         while row is not None or point is not None:
             row_id = int(row["id"]) if row is not None else _END
@@ -339,6 +343,36 @@ async def _keep(lock: Any) -> None:
     while True:
         await asyncio.sleep(LOCK_TTL_S / 3)
         await lock.reacquire()
+
+
+async def _read_ahead(items: AsyncIterator[_T], *, batch: int = READ_AHEAD_BATCH) -> AsyncIterator[_T]:
+    """``items`` in order, read ahead by a task (at most ``READ_AHEAD_DEPTH`` batches).
+
+    The audit judges one side's items while the next PostgreSQL page or collection scroll is
+    already on its way: reading and judging overlap instead of adding up.
+    """
+    queue: asyncio.Queue[list[_T] | None] = asyncio.Queue(maxsize=READ_AHEAD_DEPTH)
+
+    async def fill() -> None:
+        chunk: list[_T] = []
+        async for item in items:
+            chunk.append(item)
+            if len(chunk) >= batch:
+                await queue.put(chunk)
+                chunk = []
+        await queue.put(chunk)
+        await queue.put(None)
+
+    reader = asyncio.create_task(fill())
+    try:
+        while (chunk := await queue.get()) is not None:
+            for item in chunk:
+                yield item
+        await reader  # a read error surfaces here
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
 
 
 async def _rows(pool: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Record]:

@@ -8,6 +8,7 @@ and pulls unrelated listings closer together.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import string
@@ -62,19 +63,26 @@ def _field_values(row: Mapping[str, Any]) -> dict[str, str | None]:
     return values
 
 
-def _render_line(line: str, values: Mapping[str, str | None]) -> str | None:
-    """One template line, or ``None`` when every placeholder on it is missing."""
-    names = [name for _, name, _, _ in _FORMATTER.parse(line) if name is not None]
-    if names and all(values.get(name) is None for name in names):
-        return None
-    return line.format(**{name: values.get(name) or "" for name in values})
+@functools.lru_cache(maxsize=16)
+def _template_lines(template: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each line of ``template`` with the placeholders it names (parsed once per template)."""
+    return tuple(
+        (line, tuple(name for _, name, _, _ in _FORMATTER.parse(line) if name is not None))
+        for line in template.split("\n")
+    )
 
 
 def build_text(row: Mapping[str, Any], template: str) -> str:
-    """The text embedded for one listing, from ``template`` (see ``Settings.text_template``)."""
+    """The text embedded for one listing, from ``template`` (see ``Settings.text_template``).
+
+    A line is left out when every placeholder on it is missing (no "Year: " without a year).
+    """
     values = _field_values(row)
+    filled = {name: value or "" for name, value in values.items()}
     lines = [
-        rendered for line in template.split("\n") if (rendered := _render_line(line, values)) is not None
+        line.format_map(filled)
+        for line, names in _template_lines(template)
+        if not names or any(values.get(name) is not None for name in names)
     ]
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
 

@@ -75,8 +75,8 @@ async def test_throughput_reads_only_new_events(
     assert sum(m["batches"] for m in first) == sum(m["batches"] for m in second) == 3
 
 
-async def test_lag_falls_back_when_redis_cannot_tell(redis: aioredis.Redis, settings: Settings) -> None:
-    name = settings.batch_stream
+async def test_lag_falls_back_when_redis_cannot_tell(redis: aioredis.Redis, redis_settings: Settings) -> None:
+    name = redis_settings.batch_stream
     await redis.xgroup_create(name, "g", id="0", mkstream=True)
     ids = [await redis.xadd(name, {"n": str(i)}) for i in range(6)]
     await redis.xreadgroup("g", "c", {name: ">"}, count=1)

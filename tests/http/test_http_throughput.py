@@ -11,7 +11,8 @@ from finally_indexer.http.status_throughput import ThroughputTracker
 from finally_indexer.schemas.messages import Event, EventType
 
 
-async def test_concurrent_refreshes_count_each_event_once(redis: Redis, settings: Settings) -> None:
+async def test_concurrent_refreshes_count_each_event_once(redis: Redis, redis_settings: Settings) -> None:
+    settings = redis_settings  # Redis only: no schema is migrated
     for seq in range(3):
         event = Event(type=EventType.BATCH_INDEXED, job_id="j", seq=seq, counts={"indexed": 64})
         await redis.xadd(settings.events_stream, event.to_fields())  # type: ignore[arg-type]
