@@ -173,6 +173,14 @@ FAILURES_OPEN = Gauge(
     "failed_operations_open", "Unresolved rows in failed_operations.", namespace=NS, registry=REGISTRY
 )
 
+BACKOFF_SECONDS = Gauge(
+    "consumer_backoff_seconds",
+    "Pause of this process's consumption of a stream after deliveries failed on a dependency (0: none).",
+    ["stream"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+
 # --- the audit (projections of the latest completed report in PostgreSQL) ---------------------------
 AUDIT_LISTINGS = Gauge(
     "audit_listings",

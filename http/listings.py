@@ -15,6 +15,7 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter
 from litestar.types import ControllerRouterHandler
 
+from finally_indexer.core.errors import PermanentError
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import failures, reports
 from finally_indexer.db.failures import FailureFilter
@@ -54,7 +55,7 @@ async def get_listing(
     settings: NamedDependency[Settings],
 ) -> ListingView:
     row, state = await reports.listing_detail(deps.pool, product_id)
-    point = (await deps.store.get([product_id])).get(product_id)
+    point = await _point_of(deps, product_id)
     open_failures = await failures.failures_page(
         deps.pool, FailureFilter(product_ids=[product_id], open_only=True), limit=SHOWN, before_id=None
     )
@@ -70,6 +71,13 @@ async def get_listing(
         open_failures=[failure_view(r) for r in open_failures],
         jobs=[JobTouching(**dict(j)) for j in jobs],
     )
+
+
+async def _point_of(deps: AppDeps, product_id: int) -> StoredListing | None:
+    try:
+        return (await deps.store.get([product_id])).get(product_id)
+    except PermanentError:  # the collection does not exist yet (no worker created it): no point
+        return None
 
 
 def _source(row: asyncpg.Record, state: asyncpg.Record | None, template: str) -> ListingInSource:

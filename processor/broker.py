@@ -3,7 +3,7 @@
 Four subscribers per worker process, all with the same consumer name, all wiring only — the
 delivery rules (heartbeat, failure memory, acks, dead letters) live in :mod:`.consume`:
 
-- the planner lane on the jobs stream, one entry per call;
+- the planner lane on the jobs stream, one entry per read and per call;
 - the indexer lane on the batch stream, ``batch=True`` (a few batches per read, one XACK);
 - one reclaimer per lane (``min_idle_time=RECLAIM_IDLE_MS``) that only ``XAUTOCLAIM``s orphans.
 
@@ -40,6 +40,10 @@ __all__ = ["SHUTDOWN_GRACE_S", "build_broker", "consumer_name", "ensure_groups"]
 SHUTDOWN_GRACE_S: Final = 30.0
 #: Milliseconds a subscriber blocks on an empty stream before reading again (bounds shutdown).
 POLL_MS: Final = 1000
+#: Job entries a planner reads at once. Planning one job can take seconds (a keyset scan of every
+#: listing); entries read but not yet handled would sit unclaimed-by-heartbeat in this worker's
+#: pending list, be reclaimed by another worker and planned twice. One at a time.
+PLANNER_READ: Final = 1
 
 #: FastStream injects the message object for parameters defaulting to this marker.
 MESSAGE: Final[Any] = Context("message")
@@ -105,7 +109,7 @@ def build_broker(settings: Settings, consumer: Consumer, *, planner: Lane, index
 
         broker.subscriber(stream=sub, parser=_raw, ack_policy=AckPolicy.MANUAL)(redeliver)
 
-    subscribe(planner)
+    subscribe(planner, max_records=PLANNER_READ)
     subscribe(indexer, batch=True, max_records=settings.worker_concurrency * 2)
     reclaim(planner)
     reclaim(indexer)

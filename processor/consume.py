@@ -6,12 +6,17 @@ alike, whoever read the entries (a FastStream subscriber in a worker, :func:`rea
 
 1. **The heartbeat.** While entries are worked on they stay claimed (:func:`keep_claimed` re-claims
    them every third of ``RECLAIM_IDLE_MS``), so a slow batch is not mistaken for an orphan.
-2. **The dead-letter decision.** An entry delivered more than ``MAX_DELIVERIES`` times is handed
-   to its lane's ``give_up`` — unless its last failure was a
+2. **The dead-letter decision.** An entry delivered more than ``MAX_DELIVERIES`` times — not
+   counting deliveries that failed on a dependency (:func:`is_transient`: PostgreSQL, Redis,
+   Qdrant or the embedding API down, slow or rate-limiting) — is handed to its lane's
+   ``give_up``; a delivery that crashed the worker counts. Never when its last failure was a
    :class:`~finally_indexer.core.errors.ConfigurationError` (a revoked key, a wrong model name):
    the listings are not at fault, so it is processed again and stays pending until the fix.
-3. **The failure memory.** Each failure is remembered per (stream, entry) (:class:`LastErrors`)
-   and becomes the dead letter's message.
+   An outage therefore costs time, never dead letters; while a dependency fails, the consumer
+   backs off (:class:`Backoff`).
+3. **The failure memory.** Each failure is remembered per (stream, entry) in Redis
+   (:class:`FailureMemory`: it survives the restart that fixes a setting) and becomes the dead
+   letter's message.
 4. **Acks.** What succeeded (or was dead-lettered) is acknowledged with one ``XACK``; what failed
    stays pending for a reclaimer. Nothing else in the service acks a work-stream entry.
 
@@ -24,35 +29,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import asyncpg
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from finally_indexer.core.errors import ConfigurationError, redact
-from finally_indexer.core.metrics import CONFIGURATION_ERRORS, REDELIVERIES
+from finally_indexer.core.errors import ConfigurationError, TransientError, redact
+from finally_indexer.core.metrics import BACKOFF_SECONDS, CONFIGURATION_ERRORS, REDELIVERIES
 from finally_indexer.core.streams import StreamEntry, StreamGroup, as_text
 
 __all__ = [
     "Consumed",
     "Consumer",
     "Lane",
-    "LastErrors",
     "claim_idle",
     "entries_of",
+    "is_transient",
     "keep_claimed",
     "read_new",
 ]
 
 log = structlog.get_logger(__name__)
 
-#: Errors remembered per entry for the dead letter's message; bounded so a storm of failures
-#: cannot grow memory (an entry forgotten here is dead-lettered with a generic message).
-LAST_ERRORS_CAP: Final = 10_000
+#: Characters of an entry's last error kept for its dead letter.
+ERROR_CHARS: Final = 2_000
+#: Pause after the first delivery that failed on a dependency, doubled per further one, capped:
+#: a restarted dependency is picked up within half a minute, a long outage costs one attempt per
+#: pause instead of one per pending entry.
+BACKOFF_FIRST_S: Final = 0.1
+BACKOFF_MAX_S: Final = 30.0
+#: Exceptions of the drivers that mean "a dependency is unreachable" (not wrapped by every caller).
+_UNAVAILABLE: Final = (
+    OSError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
 #: Heartbeats per ``RECLAIM_IDLE_MS`` while entries are worked on: at a third, two heartbeats can
 #: be late or fail before the entries look idle to a reclaimer.
 HEARTBEATS_PER_IDLE: Final = 3
@@ -101,13 +123,14 @@ class Consumer:
 
     def __init__(
         self, redis: Redis, *, consumer: str, max_deliveries: int, reclaim_idle_ms: int,
-        errors: LastErrors | None = None,
+        backoff: Backoff | None = None,
     ) -> None:  # fmt: skip
         self.redis = redis
         self.name = consumer
         self._max = max_deliveries
         self._every_s = reclaim_idle_ms / 1000 / HEARTBEATS_PER_IDLE
-        self._errors = errors if errors is not None else LastErrors()
+        self._memory = FailureMemory(redis)
+        self._backoff = backoff if backoff is not None else Backoff()
 
     async def consume(
         self, lane: Lane, entries: Sequence[StreamEntry], deliveries: Mapping[str, int] | None = None
@@ -122,6 +145,7 @@ class Consumer:
 
         ids = [e.entry_id for e in entries]
         async with keep_claimed(self.redis, lane.pair, self.name, ids, every_s=self._every_s):
+            await self._backoff.wait(lane.pair.stream)  # a dependency was down: do not hammer it
             results = await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
         outcome = Consumed()
         for entry, result in zip(entries, results, strict=True):
@@ -129,27 +153,36 @@ class Consumer:
                 outcome.failed[entry.entry_id] = result
             else:
                 outcome.acked.append(entry.entry_id)
+        self._backoff.record(lane.pair.stream, failed=any(map(is_transient, outcome.failed.values())))
         if outcome.acked:
-            await self.redis.xack(lane.pair.stream, lane.pair.group, *outcome.acked)
+            async with self.redis.pipeline(transaction=True) as tx:
+                tx.xack(lane.pair.stream, lane.pair.group, *outcome.acked)
+                self._memory.forget(tx, lane.pair.stream, outcome.acked)
+                await tx.execute()
         return outcome
 
     async def _one(self, lane: Lane, entry: StreamEntry, deliveries: int) -> None:
-        key = (entry.stream, entry.entry_id)
-        if deliveries > self._max and not self._errors.misconfigured(key):
-            await lane.give_up(entry, deliveries, self._errors.pop(key))
-            return
+        if deliveries > self._max:
+            past = await self._memory.recall(entry)
+            # failures of a dependency (transient) do not count; a crash mid-delivery does
+            if deliveries - past.transient > self._max and not past.misconfigured:
+                await lane.give_up(entry, deliveries, past.error)
+                return
         if deliveries > 1:
             REDELIVERIES.labels(stream=entry.stream).inc()
             log.info("entry_redelivered", stream=entry.stream, entry_id=entry.entry_id, deliveries=deliveries)
         try:
             await lane.process(entry, deliveries)
         except Exception as exc:
-            self._note(entry, exc)
+            await self._note(entry, exc)
             raise
-        self._errors.pop(key)
 
-    def _note(self, entry: StreamEntry, exc: BaseException) -> None:
-        first = self._errors.note((entry.stream, entry.entry_id), exc)
+    async def _note(self, entry: StreamEntry, exc: Exception) -> None:
+        try:
+            first = await self._memory.note(entry, exc)
+        except RedisError as redis_down:  # the failure stays pending; only its memory is lost
+            log.warning("failure_not_remembered", entry_id=entry.entry_id, error=redact(repr(redis_down)))
+            first = False
         if not isinstance(exc, ConfigurationError):
             log.warning("entry_failed", stream=entry.stream, entry_id=entry.entry_id, error=redact(repr(exc)))
             return
@@ -167,44 +200,82 @@ class Consumer:
             )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A failure of a dependency (down, slow, rate-limiting), not of the entry: it never counts."""
+    return isinstance(exc, (TransientError, *_UNAVAILABLE))
+
+
 # --- failure memory -------------------------------------------------------------------------------
-_Key = tuple[str, str]  # (stream, entry id): entry ids are unique per stream only
+@dataclass(frozen=True, slots=True)
+class Past:
+    """What earlier deliveries of an entry left behind."""
+
+    transient: int = 0  # failures of a dependency: they do not count toward MAX_DELIVERIES
+    misconfigured: bool = False  # the last failure was a ConfigurationError: never dead-letter
+    error: str | None = None  # the last failure, for the dead letter's message
 
 
-@dataclass(slots=True)
-class _Last:
-    message: str
-    configuration: bool  # the failure was a ConfigurationError: not the entry's fault
-    reported: bool = False  # the misconfiguration was logged for this entry already
+class FailureMemory:
+    """Per entry, in one Redis hash per stream (``<stream>:failures``): it survives restarts.
 
+    Fields ``<id>:t`` (transient failures), ``<id>:c`` (misconfigured), ``<id>:e`` (last error,
+    redacted, at most ``ERROR_CHARS``); deleted with the entry's ack (same transaction).
+    """
 
-class LastErrors:
-    """The last failure seen for each (stream, entry) (bounded, oldest forgotten first)."""
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
 
-    def __init__(self, cap: int = LAST_ERRORS_CAP) -> None:
-        self._errors: OrderedDict[_Key, _Last] = OrderedDict()
-        self._cap = cap
+    @staticmethod
+    def key(stream: str) -> str:
+        """The hash of ``stream``'s failures (same Cluster slot as a hash-tagged stream)."""
+        return f"{stream}:failures"
 
-    def note(self, key: _Key, exc: BaseException) -> bool:
-        """Remember ``exc`` as the entry's last failure; true on the first misconfiguration noted for it."""
-        before = self._errors.get(key)
+    async def note(self, entry: StreamEntry, exc: Exception) -> bool:
+        """Remember ``exc``; true on the first misconfiguration noted for the entry."""
+        key, entry_id = self.key(entry.stream), entry.entry_id
+        text = redact(f"{type(exc).__name__}: {exc}")[:ERROR_CHARS]
         configuration = isinstance(exc, ConfigurationError)
-        reported = before is not None and before.reported
-        self._errors[key] = _Last(f"{type(exc).__name__}: {exc}", configuration, reported or configuration)
-        self._errors.move_to_end(key)
-        while len(self._errors) > self._cap:
-            self._errors.popitem(last=False)
-        return configuration and not reported
+        async with self._redis.pipeline(transaction=True) as tx:
+            tx.hset(key, f"{entry_id}:e", text)
+            tx.hincrby(key, f"{entry_id}:t", 1 if is_transient(exc) else 0)
+            tx.hsetnx(key, f"{entry_id}:c", "1") if configuration else tx.hdel(key, f"{entry_id}:c")
+            replies = await tx.execute()
+        return configuration and bool(replies[2])
 
-    def misconfigured(self, key: _Key) -> bool:
-        """Whether the entry's last failure was a :class:`ConfigurationError`."""
-        last = self._errors.get(key)
-        return last is not None and last.configuration
+    async def recall(self, entry: StreamEntry) -> Past:
+        """What earlier deliveries left behind (nothing, for an entry that never failed)."""
+        entry_id = entry.entry_id
+        t, c, e = await self._redis.hmget(
+            self.key(entry.stream), [f"{entry_id}:t", f"{entry_id}:c", f"{entry_id}:e"]
+        )
+        return Past(int(t or 0), c is not None, as_text(e) if e is not None else None)
 
-    def pop(self, key: _Key) -> str | None:
-        """The entry's last failure, forgotten from now on."""
-        last = self._errors.pop(key, None)
-        return last.message if last is not None else None
+    def forget(self, tx: Any, stream: str, entry_ids: Sequence[str]) -> None:
+        """Queue on ``tx`` the deletion of everything remembered about ``entry_ids``."""
+        tx.hdel(self.key(stream), *(f"{i}:{f}" for i in entry_ids for f in ("t", "c", "e")))
+
+
+class Backoff:
+    """Pauses a stream's consumption after a delivery failed on a dependency, doubling to a cap.
+
+    While PostgreSQL, Redis, Qdrant or the embedding API is down, a worker waits between
+    attempts instead of churning through its pending entries; the first success resets it.
+    """
+
+    def __init__(self, *, first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S) -> None:
+        self._first, self._max = first_s, max_s
+        self._pause: dict[str, float] = {}
+
+    async def wait(self, stream: str) -> None:
+        """Sleep out the current pause of ``stream`` (none after a success)."""
+        if pause := self._pause.get(stream, 0.0):
+            await asyncio.sleep(pause)
+
+    def record(self, stream: str, *, failed: bool) -> None:
+        """Double the pause after a failure on a dependency; reset it after anything else."""
+        pause = self._pause.get(stream, 0.0)
+        self._pause[stream] = (min(pause * 2, self._max) if pause else self._first) if failed else 0.0
+        BACKOFF_SECONDS.labels(stream=stream).set(self._pause[stream])
 
 
 # --- the heartbeat ----------------------------------------------------------------------------------

@@ -109,14 +109,14 @@ class HookedEmbedder:
         await self.inner.aclose()
 
 
-def fail_times(n: int) -> Callable[[Sequence[str]], Awaitable[None]]:
-    """A hook raising ``TransientError`` on its first ``n`` calls."""
+def fail_times(n: int, error: type[Exception] = TransientError) -> Callable[[Sequence[str]], Awaitable[None]]:
+    """A hook raising ``error`` (by default a ``TransientError``) on its first ``n`` calls."""
     left = [n]
 
     async def hook(_: Sequence[str]) -> None:
         if left[0] > 0:
             left[0] -= 1
-            raise TransientError("embedding API briefly unavailable (test)")
+            raise error("embedding API briefly unavailable (test)")
 
     return hook
 

@@ -19,7 +19,7 @@ from pipeline.helpers import (
 )
 from redis.asyncio import Redis
 
-from finally_indexer.core.errors import TransientError, redact
+from finally_indexer.core.errors import redact
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamEntry
 from finally_indexer.processor.embedding import Embedder
@@ -58,7 +58,7 @@ async def test_entry_delivered_too_often_is_dead_lettered(
     store: VectorStore,
     embedder: Embedder,
 ) -> None:
-    broken = HookedEmbedder(embedder, fail_times(1000))
+    broken = HookedEmbedder(embedder, fail_times(1000, RuntimeError))  # a bug, not an outage
     pipeline = await open_pipeline(embedder=broken, max_deliveries=2)
     settings = pipeline.settings
     await add_listings(pool, 1, 3)
@@ -68,7 +68,7 @@ async def test_entry_delivered_too_often_is_dead_lettered(
     dead = await entries(redis, settings.dead_letter_stream)
     assert len(dead) == 1
     assert dead[0][1][b"dl_reason"] == b"max_deliveries"
-    assert b"TransientError" in dead[0][1][b"dl_error"]
+    assert b"RuntimeError" in dead[0][1][b"dl_error"]
     rows = await pool.fetch("SELECT product_id, reason FROM failed_operations ORDER BY product_id")
     assert [(r["product_id"], r["reason"]) for r in rows] == [
         (1, "max_deliveries"),
@@ -123,9 +123,7 @@ async def test_stored_failures_are_redacted(
 ) -> None:
 
     async def leaky(_: Sequence[str]) -> None:
-        raise TransientError(
-            f"Error code: 401 - Incorrect API key provided: {KEY}; via redis://:pw@cache:6379"
-        )
+        raise RuntimeError(f"Error code: 401 - Incorrect API key provided: {KEY}; via redis://:pw@cache:6379")
 
     pipeline = await open_pipeline(embedder=HookedEmbedder(embedder, leaky), max_deliveries=2)
 
