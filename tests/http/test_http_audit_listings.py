@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from litestar import Litestar
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.app import AppDeps
@@ -47,7 +48,7 @@ async def _finished(client: httpx.AsyncClient, location: str) -> dict[str, Any]:
 
 
 async def test_audit_over_http_finds_and_repairs_drift(
-    client: httpx.AsyncClient, indexed: Pipeline, deps: AppDeps
+    client: httpx.AsyncClient, indexed: Pipeline, deps: AppDeps, app: Litestar
 ) -> None:
     assert (await client.get("/audit")).status_code == 404  # none yet
     await deps.store.delete([3])
@@ -63,6 +64,7 @@ async def test_audit_over_http_finds_and_repairs_drift(
     await indexed.drain()  # the repair job runs through the pipeline
     again = await client.post("/audit", json={})
     assert (await _finished(client, again.headers["location"]))["drift"] == 0
+    await app.state.auditor.aclose()  # the background task ends before the test's connections close
 
 
 async def test_a_second_audit_while_one_runs_is_refused(
