@@ -52,7 +52,9 @@ async def test_poison_is_recorded_once_and_acked(
 
     rows = await _rows(pool)
     assert [(r["reason"], bytes(r["payload"])) for r in rows] == [(reason, raw)]
-    assert [f[b"dl_reason"].decode() for _, f in await entries(redis, settings.dead_letter_stream)] == [reason]
+    assert [f[b"dl_reason"].decode() for _, f in await entries(redis, settings.dead_letter_stream)] == [
+        reason
+    ]
     assert (await redis.xpending(settings.jobs_stream, "planner"))["pending"] == 0
     assert await pool.fetchval("SELECT count(*) FROM index_jobs WHERE status = 'completed'") == 1
 
