@@ -11,7 +11,8 @@
         ├── MalformedJob              a legacy job that breaks the contract (carries ``reason``)
         └── EmbeddingInputRejected    the model refused one input (carries its ``index``)
 
-Error text is stored and shown to operators only through :func:`redact`.
+Error text is stored and shown to operators only through :func:`redact` (and cut to size by
+:func:`clip`); :func:`storable` makes any text acceptable to PostgreSQL.
 
 Transient failures leave the stream entry pending so it is retried (redelivered after the
 reclaim idle time); permanent ones fail only the item concerned and are recorded in
@@ -88,6 +89,22 @@ _REDACTIONS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     ),
     (re.compile(r"(?<![A-Za-z0-9])sk-[^\s'\",;)]*[^\s'\",;).]"), f"sk-{_MASK}"),
 )
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    note = f"… [{len(text) - limit} more characters]"
+    return text[: max(limit - len(note), 0)] + note
+
+
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL accepts it: NUL characters shown as ``\\0``, lone surrogates escaped.
+
+    Used on error messages and ids that quote input, so that writing a failure can never fail.
+    """
+    return text.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def redact(text: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from finally_indexer.core import constants as c
@@ -34,6 +34,9 @@ class VectorStoreKind(StrEnum):
     EDGE = "edge"
     LOCAL = "local"
 
+
+#: Shortest ``API_KEY`` accepted: an empty or guessable key would open ``/sync`` and ``/retry``.
+MIN_API_KEY_CHARS = 16
 
 DEFAULT_TEXT_TEMPLATE = "{title}\n연식: {year}년\n가격: {price}원\n주행거리: {mileage}km\n\n{content}"
 
@@ -95,6 +98,8 @@ class Settings(BaseSettings):
     consumer_name: str | None = None
     stream_retention_s: int = Field(86_400, ge=0)
     tombstone_retention_s: int = Field(7 * 86_400, ge=0)
+    #: 1 MiB: a job of 100,000 ids is about 0.8 MB of JSON.
+    legacy_payload_max_bytes: int = Field(1024 * 1024, ge=1024)
 
     # Audit
     audit_interval_s: int = Field(3_600, ge=0)
@@ -109,6 +114,18 @@ class Settings(BaseSettings):
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """A key set but empty or short would let anyone (or any guess) through the guard."""
+        if key is not None and len(key.get_secret_value()) < MIN_API_KEY_CHARS:
+            raise ValueError(
+                f"API_KEY is set but {'empty' if not key.get_secret_value() else 'too short'}: "
+                f"give at least {MIN_API_KEY_CHARS} characters, or unset it (mutating routes are then "
+                "loopback-only)"
+            )
+        return key
 
     @model_validator(mode="after")
     def _check_template(self) -> Settings:

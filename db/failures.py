@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from finally_indexer.core.errors import redact
+from finally_indexer.core.errors import clip, redact, storable
 from finally_indexer.db.pool import DB
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "failure_counts",
     "failures_by_reason",
     "failures_page",
+    "has_failure",
     "lock_open_failures",
     "mark_requeued",
     "recent_failures",
@@ -56,6 +57,9 @@ INSERT INTO failed_operations
     (operation_type, product_id, job_id, reason, error_class, error_message, payload, stream, entry_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
+#: Characters of an error message stored: enough for any real error, bounded for hostile input.
+MAX_ERROR_CHARS = 4096
+
 _RESOLVE = """
 UPDATE failed_operations SET resolved_at = now(), resolution = 'succeeded'
 WHERE product_id = ANY($1::bigint[]) AND resolved_at IS NULL
@@ -65,8 +69,10 @@ WHERE product_id = ANY($1::bigint[]) AND resolved_at IS NULL
 async def record_failures(db: DB, failures: Sequence[Failure]) -> None:
     """Append ``failures`` (history is kept: a listing failing twice has two rows).
 
-    The error message is stored :func:`~finally_indexer.core.errors.redact`-ed: operators read it
-    through ``/failures`` and the dashboard. The payload is kept byte for byte (it is replayed).
+    The error message is stored :func:`~finally_indexer.core.errors.redact`-ed and cut to
+    :data:`MAX_ERROR_CHARS`: operators read it through ``/failures`` and the dashboard. Text that
+    quotes input is made :func:`~finally_indexer.core.errors.storable` (a NUL would make
+    PostgreSQL refuse the row). The payload is kept byte for byte (it is replayed).
     """
     if not failures:
         return
@@ -76,17 +82,33 @@ async def record_failures(db: DB, failures: Sequence[Failure]) -> None:
             (
                 f.operation_type,
                 f.product_id,
-                f.job_id,
-                f.reason,
-                f.error_class,
-                redact(f.error_message),
+                _text(f.job_id),
+                storable(f.reason),
+                storable(f.error_class),
+                storable(redact(clip(f.error_message, MAX_ERROR_CHARS))),
                 f.payload,
-                f.stream,
-                f.entry_id,
+                _text(f.stream),
+                _text(f.entry_id),
             )
             for f in failures
         ],
     )
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else storable(value)
+
+
+async def has_failure(db: DB, *, stream: str, entry_id: str, reason: str) -> bool:
+    """Whether a failure of ``reason`` is already recorded for this stream entry (a dead letter
+    written before a crash that kept the entry from being acknowledged)."""
+    found = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM failed_operations WHERE stream = $1 AND entry_id = $2 AND reason = $3)",
+        storable(stream),
+        storable(entry_id),
+        reason,
+    )
+    return bool(found)
 
 
 async def resolve_succeeded(db: DB, product_ids: Sequence[int]) -> None:

@@ -61,6 +61,17 @@ def invalid_input(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Re
     return _body(HTTP_400_BAD_REQUEST, "invalid_input", f"a value of the request was refused: {exc}"[:300])
 
 
+def unprocessable_input(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A body or parameter the server cannot even take apart: JSON nested past the decoder's
+    depth (``RecursionError``), a number or time out of any representable range (``OverflowError``).
+
+    Only input reaches these depths and ranges in a request, so the answer is a 400.
+    """
+    log.info("invalid_input", path=request.url.path, method=request.method, error=type(exc).__name__)
+    what = "nested too deeply" if isinstance(exc, RecursionError) else "out of range"
+    return _body(HTTP_400_BAD_REQUEST, "invalid_input", f"a value of the request is {what}")
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.error("request_failed", path=request.url.path, method=request.method, exc_info=exc)
     return _body(
@@ -77,5 +88,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ConnectionError: dependency_error,
     TimeoutError: dependency_error,
     asyncpg.DataError: invalid_input,
+    RecursionError: unprocessable_input,
+    OverflowError: unprocessable_input,
     Exception: internal_error,
 }

@@ -10,20 +10,22 @@ provider errors can quote API keys, and operators read it through ``/status`` an
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import structlog
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from finally_indexer.core.constants import DEAD_LETTER_MAXLEN
-from finally_indexer.core.errors import MalformedJob, redact
+from finally_indexer.core.errors import MalformedJob, clip, redact, storable
 from finally_indexer.core.metrics import DEAD_LETTERS, FAILURES, JOBS_MALFORMED
 from finally_indexer.core.streams import StreamEntry
 from finally_indexer.db import jobs
-from finally_indexer.db.failures import Failure, record_failures
+from finally_indexer.db.failures import MAX_ERROR_CHARS, Failure, has_failure, record_failures
+from finally_indexer.db.pool import DB
 from finally_indexer.processor.events import EventLog
+from finally_indexer.schemas.legacy import KEPT_PAYLOAD_BYTES, MalformedReason
 from finally_indexer.schemas.messages import BatchMessage, Event, EventType, read_job
 
 __all__ = ["DeadLetters"]
@@ -37,7 +39,12 @@ INVALID_BATCH_REASON = "invalid_batch"
 
 
 class DeadLetters:
-    """Writes dead letters to the dead-letter stream, ``failed_operations`` and the events log."""
+    """Writes dead letters to the dead-letter stream, ``failed_operations`` and the events log.
+
+    Total and idempotent: nothing here raises because of what the entry holds (text is made
+    storable, the payload re-parse is total), and an entry is recorded once per reason — a
+    redelivery after a crash between the dead letter and the ack finds its row and only acks.
+    """
 
     def __init__(self, redis: Redis, pool: asyncpg.Pool[Any], events: EventLog, *, stream: str) -> None:
         self._redis = redis
@@ -46,24 +53,27 @@ class DeadLetters:
         self._stream = stream
 
     async def malformed_job(self, entry: StreamEntry, exc: MalformedJob) -> None:
-        """A job that breaks the legacy contract: keep its raw bytes and the reason."""
-        payload = _payload_of(entry)
-        detail = redact(exc.detail)
-        await self._append(entry, reason=exc.reason, error=str(exc), deliveries=1)
-        await record_failures(self._pool, [_job_failure(entry, payload, exc.reason, exc)])
+        """A job that breaks the legacy contract: keep its raw bytes (the first ones when too large)."""
+        detail = storable(redact(clip(exc.detail, MAX_ERROR_CHARS)))
+        failure = _job_failure(entry, _payload_of(entry, exc.reason), exc.reason, exc)
+        if not await self._write_once(entry, [failure], reason=exc.reason, error=str(exc), deliveries=1):
+            return
         JOBS_MALFORMED.labels(reason=exc.reason).inc()
         await self._events.append(Event(type=EventType.JOB_MALFORMED, reason=exc.reason, message=detail))
         log.warning("job_malformed", entry_id=entry.entry_id, reason=exc.reason, detail=detail)
 
     async def invalid_batch(self, entry: StreamEntry, exc: Exception, *, deliveries: int = 1) -> None:
         """A batch-stream entry that does not parse (written by something other than the planner)."""
-        message = redact(str(exc))
-        await self._append(entry, reason=INVALID_BATCH_REASON, error=repr(exc), deliveries=deliveries)
+        message = storable(redact(clip(str(exc), MAX_ERROR_CHARS)))
         failure = Failure(
             operation_type="batch", reason=INVALID_BATCH_REASON, error_class=type(exc).__name__,
             error_message=str(exc), payload=_flatten(entry.fields), stream=entry.stream, entry_id=entry.entry_id,
         )  # fmt: skip
-        await record_failures(self._pool, [failure])
+        written = await self._write_once(
+            entry, [failure], reason=INVALID_BATCH_REASON, error=repr(exc), deliveries=deliveries
+        )
+        if not written:
+            return
         FAILURES.labels(reason=INVALID_BATCH_REASON).inc()
         await self._events.append(
             Event(type=EventType.DEAD_LETTERED, reason=INVALID_BATCH_REASON, message=message)
@@ -72,15 +82,18 @@ class DeadLetters:
 
     async def exhausted_job(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
         """A job entry delivered more than ``MAX_DELIVERIES`` times."""
-        payload = _payload_of(entry)
-        error = redact(last_error or f"delivered {deliveries} times without success")
-        await self._append(entry, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries)
-        failure = _job_failure(entry, payload, MAX_DELIVERIES_REASON, None, error)
+        error = storable(redact(clip(last_error or f"delivered {deliveries} times without success", 2000)))
+        failure = _job_failure(entry, _payload_of(entry), MAX_DELIVERIES_REASON, None, error)
         job_id = _job_id_of(entry)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await record_failures(conn, [failure])
+
+        async def also(conn: DB) -> None:
             await jobs.fail_job(conn, job_id, error)
-        await self._dead_lettered_event(job_id, None, [], deliveries, error)
+
+        written = await self._write_once(
+            entry, [failure], reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries, also=also
+        )
+        if written:
+            await self._dead_lettered_event(job_id, None, [], deliveries, error)
 
     async def exhausted_batch(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
         """A batch delivered more than ``MAX_DELIVERIES`` times: every listing of it fails.
@@ -91,19 +104,45 @@ class DeadLetters:
         """
         try:
             batch = BatchMessage.from_fields(entry.fields)
-        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # whatever the fields hold, the entry is dead-lettered
             await self.invalid_batch(entry, exc, deliveries=deliveries)
             return
-        error = redact(last_error or f"delivered {deliveries} times without success")
-        await self._append(entry, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries)
+        error = storable(redact(clip(last_error or f"delivered {deliveries} times without success", 2000)))
         failures = [_listing_failure(entry, batch, pid, error) for pid in batch.product_ids]
-        async with self._pool.acquire() as conn, conn.transaction():
+
+        async def also(conn: DB) -> None:
             await jobs.lock_job(conn, batch.job_id)  # serialises with the job's other batches
-            await record_failures(conn, failures)
             if await jobs.fail_batch(conn, batch.job_id, batch.seq, deliveries=deliveries):
                 await jobs.finish_job_if_done(conn, batch.job_id)
-        FAILURES.labels(reason=MAX_DELIVERIES_REASON).inc(len(failures))
-        await self._dead_lettered_event(batch.job_id, batch.seq, batch.product_ids, deliveries, error)
+
+        written = await self._write_once(
+            entry, failures, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries, also=also
+        )
+        if written:
+            FAILURES.labels(reason=MAX_DELIVERIES_REASON).inc(len(failures))
+            await self._dead_lettered_event(batch.job_id, batch.seq, batch.product_ids, deliveries, error)
+
+    async def _write_once(
+        self, entry: StreamEntry, failures: list[Failure], *, reason: str, error: str, deliveries: int,
+        also: Callable[[DB], Awaitable[None]] | None = None,
+    ) -> bool:  # fmt: skip
+        """Record ``failures`` and the dead-letter entry unless this entry has them; true if written.
+
+        One transaction, serialised per entry by an advisory lock: the rows, ``also``'s writes and
+        the check commit together. The stream entry is added before the commit, so a crash in
+        between can only add it twice (at-least-once), never leave a row without its dead letter.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            key = storable(f"{entry.stream}/{entry.entry_id}")
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+            if await has_failure(conn, stream=entry.stream, entry_id=entry.entry_id, reason=reason):
+                log.info("dead_letter_already_recorded", entry_id=entry.entry_id, reason=reason)
+                return False
+            await record_failures(conn, failures)
+            if also is not None:
+                await also(conn)
+            await self._append(entry, reason=reason, error=error, deliveries=deliveries)
+        return True
 
     async def _dead_lettered_event(
         self, job_id: str | None, seq: int | None, ids: list[int], deliveries: int, error: str
@@ -117,9 +156,11 @@ class DeadLetters:
 
     async def _append(self, entry: StreamEntry, *, reason: str, error: str, deliveries: int) -> None:
         fields: dict[bytes | str, bytes | str] = dict(entry.fields.items())
+        if reason == MalformedReason.PAYLOAD_TOO_LARGE:
+            fields[b"payload"] = _payload_of(entry, reason)
         fields.update(
             dl_origin_stream=entry.stream, dl_origin_id=entry.entry_id, dl_reason=reason,
-            dl_error=redact(error)[:2000], dl_deliveries=str(deliveries), dl_ts_ms=str(int(time.time() * 1000)),
+            dl_error=redact(clip(error, 2000)), dl_deliveries=str(deliveries), dl_ts_ms=str(int(time.time() * 1000)),
         )  # fmt: skip
         await self._redis.xadd(self._stream, fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
         DEAD_LETTERS.labels(stream=entry.stream).inc()
@@ -143,16 +184,18 @@ def _listing_failure(entry: StreamEntry, batch: BatchMessage, product_id: int, e
     )  # fmt: skip
 
 
-def _payload_of(entry: StreamEntry) -> bytes:
-    """A job entry's raw payload (every field, flattened, when it has none)."""
-    return entry.fields.get(b"payload") or _flatten(entry.fields)
+def _payload_of(entry: StreamEntry, reason: str | None = None) -> bytes:
+    """A job entry's raw payload (every field, flattened, when it has none); only its first
+    :data:`KEPT_PAYLOAD_BYTES` when it was refused as too large (its size and SHA-256 are in the message)."""
+    payload = entry.fields.get(b"payload") or _flatten(entry.fields)
+    return payload[:KEPT_PAYLOAD_BYTES] if reason == MalformedReason.PAYLOAD_TOO_LARGE else payload
 
 
 def _job_id_of(entry: StreamEntry) -> str:
     """The id the planner gave the entry's job (a malformed job has no row: its entry id then)."""
     try:
         return read_job(entry.fields, entry.entry_id)[1].job_id
-    except MalformedJob:
+    except Exception:  # read_job is total; this guard keeps the dead letter total even so
         return entry.entry_id
 
 

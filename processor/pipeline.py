@@ -155,6 +155,7 @@ class Pipeline:
         planner = Planner(
             redis=redis, pool=pool, events=events, dead_letters=dead,
             batch_stream=settings.batch_stream, batch_size=settings.batch_size,
+            max_payload_bytes=settings.legacy_payload_max_bytes,
         )  # fmt: skip
         indexer = Indexer(
             pool=pool, store=conns.store, embedder=embedder, events=events, dead_letters=dead,

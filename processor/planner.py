@@ -27,6 +27,7 @@ from finally_indexer.db.pool import DB
 from finally_indexer.processor.deadletter import DeadLetters
 from finally_indexer.processor.events import EventLog
 from finally_indexer.schemas.jobs import Job
+from finally_indexer.schemas.legacy import MalformedReason
 from finally_indexer.schemas.messages import BatchMessage, Event, EventType, read_job
 
 __all__ = ["Planner"]
@@ -44,7 +45,7 @@ class Planner:
 
     def __init__(
         self, *, redis: Redis, pool: asyncpg.Pool[Any], events: EventLog, dead_letters: DeadLetters,
-        batch_stream: str, batch_size: int,
+        batch_stream: str, batch_size: int, max_payload_bytes: int | None = None,
     ) -> None:  # fmt: skip
         self._redis = redis
         self._pool = pool
@@ -52,15 +53,20 @@ class Planner:
         self._dead = dead_letters
         self._batch_stream = batch_stream
         self._batch_size = batch_size
+        self._max_payload_bytes = max_payload_bytes
 
     async def handle(self, entry: StreamEntry) -> None:
         """Plan one job entry (or dead-letter it). Raises only transient failures (entry stays pending)."""
         try:
-            job_entry, row = read_job(entry.fields, entry.entry_id)
+            job_entry, row = read_job(entry.fields, entry.entry_id, max_bytes=self._max_payload_bytes)
         except MalformedJob as exc:
             await self._dead.malformed_job(entry, exc)
             return
-        batches, first_time = await self._plan(row, entry.entry_id)
+        try:
+            batches, first_time = await self._plan(row, entry.entry_id)
+        except asyncpg.DataError as exc:  # a value of the job PostgreSQL refuses: the input's fault
+            await self._dead.malformed_job(entry, MalformedJob(MalformedReason.INVALID, f"refused: {exc}"))
+            return
         await self._publish(row, batches, job_entry.received_ms)
         await self._report(row, batches, first_time)
 

@@ -11,9 +11,9 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from finally_indexer.core.errors import MalformedJob
+from finally_indexer.core.errors import MalformedJob, clip
 from finally_indexer.core.streams import as_text
 from finally_indexer.schemas.jobs import Job, JobSource, Operation
 from finally_indexer.schemas.legacy import MalformedReason, job_from_payload
@@ -58,13 +58,22 @@ class JobEntry(BaseModel):
         )
 
 
-def read_job(fields: dict[Any, Any], entry_id: str) -> tuple[JobEntry, Job]:
-    """A jobs-stream entry and the job it carries; :class:`MalformedJob` when either is unreadable."""
+def read_job(fields: dict[Any, Any], entry_id: str, *, max_bytes: int | None = None) -> tuple[JobEntry, Job]:
+    """A jobs-stream entry and the job it carries; :class:`MalformedJob` when either is unreadable.
+
+    Total: nothing else escapes, whatever the entry holds (a payload over ``max_bytes`` bytes is
+    ``payload_too_large``; anything unforeseen is ``invalid`` with the exception's class).
+    """
     try:
         entry = JobEntry.from_fields(fields)
-    except (ValidationError, ValueError, UnicodeDecodeError) as exc:
-        raise MalformedJob(MalformedReason.INVALID, f"unreadable jobs-stream entry: {exc}") from exc
-    return entry, job_from_payload(entry.payload, source=entry.source, entry_id=entry_id)
+        return entry, job_from_payload(
+            entry.payload, source=entry.source, entry_id=entry_id, max_bytes=max_bytes
+        )
+    except MalformedJob:
+        raise
+    except Exception as exc:  # the parse is total: every failure is the input's
+        detail = clip(f"unreadable jobs-stream entry: {type(exc).__name__}: {exc}", 500)
+        raise MalformedJob(MalformedReason.INVALID, detail) from None
 
 
 class BatchMessage(BaseModel):

@@ -44,7 +44,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Streams and processing": (
         "legacy_list", "jobs_stream", "batch_stream", "events_stream", "dead_letter_stream",
         "batch_size", "reclaim_idle_ms", "max_deliveries", "worker_concurrency", "consumer_name",
-        "stream_retention_s", "tombstone_retention_s",
+        "stream_retention_s", "tombstone_retention_s", "legacy_payload_max_bytes",
     ),
     "Audit": ("audit_interval_s", "audit_keep_reports"),
     "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
@@ -90,6 +90,10 @@ MEANINGS: dict[str, str] = {
     "batch_size": "Listings per batch message.",
     "reclaim_idle_ms": "A pending entry idle this long (ms) is reclaimed from its consumer.",
     "max_deliveries": "Deliveries after which an entry is dead-lettered.",
+    "legacy_payload_max_bytes": (
+        "Largest job payload (bytes) the planner parses; a larger one is a malformed job "
+        "(`payload_too_large`), recorded with its size, SHA-256 and first 16 KiB."
+    ),
     "stream_retention_s": (
         "Acknowledged entries of the jobs and batch streams are kept this long (s) as an audit log,"
         " then trimmed; undelivered or pending entries are never trimmed."
@@ -109,7 +113,8 @@ MEANINGS: dict[str, str] = {
     "http_port": "Port the API listens on.",
     "api_key": (
         "Key required by the mutating endpoints (`X-API-Key`); unset, they accept only loopback"
-        " clients. Required in production (secret)."
+        " clients. At least 16 characters: set but empty or shorter, start-up stops."
+        " Required in production (secret)."
     ),
     "metrics_port": "Port of a standalone `/metrics` server for worker and bridge processes; 0 = none.",
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR`.",

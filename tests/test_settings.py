@@ -74,7 +74,7 @@ def test_secrets_never_appear_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) ->
         "OPENAI_API_KEY": "sk-very-secret",
         "POSTGRES_PASSWORD": "pg-very-secret",
         "REDIS_PASSWORD": "redis-very-secret",
-        "API_KEY": "api-very-secret",
+        "API_KEY": "api-very-secret-0123",
         "QDRANT_API_KEY": "qdrant-very-secret",
         "DATABASE_URL": "postgresql://u:dburl-very-secret@h/d",
     }
@@ -164,3 +164,21 @@ def test_the_env_templates_are_valid_settings(capsys: pytest.CaptureFixture[str]
     assert "EMBEDDER=openai" in out
     assert "VECTOR_STORE=server" in out
     assert "LOG_FORMAT=json" in out
+
+
+@pytest.mark.parametrize("key", ["", "short-key"])
+def test_an_empty_or_short_api_key_stops_start_up_naming_it(
+    key: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty API_KEY used to equal an empty header: every client could call /sync and /retry."""
+    monkeypatch.setenv("API_KEY", key)
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "API_KEY=<hidden>" in err
+    assert "at least 16 characters" in err
+    assert "Traceback" not in err
+
+
+def test_an_unset_api_key_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_KEY", raising=False)
+    assert load_settings().api_key is None
