@@ -42,18 +42,16 @@ def create_app(settings: Settings, *, deps: AppDeps | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        try:
-            if deps is not None:  # injected: already in the state, closed by its owner
-                yield
-                return
+        if deps is None:  # injected deps are already in the state, closed by their owner
             app.state.deps = await AppDeps.open(settings)
-            try:
-                yield
-            finally:
-                await app.state.deps.aclose()
+        try:
+            yield
         finally:
-            if (running := app.state.get("auditor")) is not None:  # background audits end with the app
+            # background audits first: they hold the connections closed below
+            if (running := app.state.get("auditor")) is not None:
                 await running.aclose()
+            if deps is None:
+                await app.state.deps.aclose()
 
     return Litestar(
         route_handlers=[
