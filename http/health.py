@@ -47,7 +47,9 @@ CHECK_TIMEOUT_S = 1.0
         )
     },
 )
-async def health(deps: NamedDependency[AppDeps], settings: NamedDependency[Settings]) -> Response[HealthReport]:
+async def health(
+    deps: NamedDependency[AppDeps], settings: NamedDependency[Settings]
+) -> Response[HealthReport]:
     report = await check_all(deps.pool, deps.redis, deps.store)
     if not report.down:
         report.stopped = await stopped_work(deps.redis, settings)
