@@ -4,6 +4,7 @@
 
     IndexerError
     ├── ConfigurationError        bad settings; the process refuses to start
+    ├── BrokerUnrecoverable       a worker could not rebuild its consumers; it exits non-zero
     ├── TransientError            retry: the same input may succeed later
     │   ├── DependencyUnavailable     PostgreSQL, Redis or Qdrant briefly down
     │   └── EmbeddingRateLimited      429 from the embedding API (carries ``retry_after``)
@@ -31,6 +32,10 @@ class IndexerError(Exception):
 
 class ConfigurationError(IndexerError):
     """A setting is missing or invalid; the message names the variable and the expected form."""
+
+
+class BrokerUnrecoverable(IndexerError):
+    """A worker's consumer groups or subscribers are gone and recreating them failed again and again."""
 
 
 class TransientError(IndexerError):

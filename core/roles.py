@@ -22,6 +22,7 @@ from finally_indexer.processor.audit import Auditor, run_scheduled
 from finally_indexer.processor.bridge import Bridge
 from finally_indexer.processor.housekeeping import run_housekeeping
 from finally_indexer.processor.pipeline import Pipeline
+from finally_indexer.processor.recovery import BrokerSupervisor
 
 __all__ = ["run_all", "run_api", "run_bridge", "run_worker", "serve_worker"]
 
@@ -29,14 +30,25 @@ log = structlog.get_logger(__name__)
 
 
 async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
-    """Run the planner, indexer and reclaimers until ``stop``; in-flight work finishes or is released."""
-    broker = pipeline.broker()
-    await broker.start()
-    consumer = pipeline.consumer.name
+    """Run the planner, indexer and reclaimers until ``stop``; in-flight work finishes or is released.
+
+    The broker is supervised (:class:`BrokerSupervisor`): lost groups are recreated and unfinished
+    work re-published; :class:`~finally_indexer.core.errors.BrokerUnrecoverable` ends the worker.
+    """
     settings = pipeline.settings
+    supervisor = BrokerSupervisor(
+        redis=pipeline.redis,
+        settings=settings,
+        build=pipeline.broker,
+        republish=pipeline.republish_unfinished,
+    )
+    # groups missing at start-up: Redis lost its data while no worker ran (or this is the first start)
+    await supervisor.start(republish=bool(pipeline.groups_created))
+    consumer = pipeline.consumer.name
     log.info("worker_started", consumer=consumer)
     try:
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(supervisor.run(stop))
             tasks.create_task(
                 run_housekeeping(pipeline.redis, settings, consumer=consumer, stop=stop, pool=pipeline.pool)
             )
@@ -47,7 +59,7 @@ async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
                 tasks.create_task(run_scheduled(auditor, interval_s=settings.audit_interval_s, stop=stop))
     finally:
         # Stops reading, waits up to SHUTDOWN_GRACE_S for handlers, cancels the rest (left pending).
-        await broker.stop()
+        await supervisor.stop()
         log.info("worker_stopped")
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "mark_planned",
     "pending_batches",
     "set_stream_entry",
+    "unfinished_batches",
+    "unplanned_jobs",
 ]
 
 
@@ -126,6 +128,30 @@ async def pending_batches(db: DB, job_id: str) -> list[tuple[int, list[int]]]:
         job_id,
     )
     return [(int(r["seq"]), [int(i) for i in r["product_ids"]]) for r in rows]
+
+
+# The batches a lost batch stream held: every pending batch of a running job, with what its message carries.
+_UNFINISHED = """
+SELECT b.job_id, b.seq, b.product_ids, j.operation, j.force,
+    (extract(epoch FROM j.created_at) * 1000)::bigint AS received_ms
+FROM index_job_batches b JOIN index_jobs j USING (job_id)
+WHERE j.status = 'running' AND b.status = 'pending'
+ORDER BY j.created_at, b.job_id, b.seq
+"""
+
+
+async def unfinished_batches(db: DB) -> list[asyncpg.Record]:
+    """Every pending batch of every running job: ``job_id, seq, product_ids, operation, force, received_ms``."""
+    return list(await db.fetch(_UNFINISHED))
+
+
+async def unplanned_jobs(db: DB) -> list[Job]:
+    """Jobs queued (row inserted, entry appended) but never planned, oldest first."""
+    rows = await db.fetch(
+        "SELECT job_id, source, operation, product_ids, scope, force, requested_by, external_id "
+        "FROM index_jobs WHERE status = 'pending' AND planned_at IS NULL ORDER BY created_at"
+    )
+    return [Job.model_validate(dict(r)) for r in rows]
 
 
 async def complete_batch(db: DB, job_id: str, seq: int, counts: BatchCounts, *, deliveries: int = 1) -> bool:

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.core.streams import work_groups
+from finally_indexer.core.streams import StreamGroup, work_groups
 from finally_indexer.processor.consume import Consumer, Lane, entries_of
 
 __all__ = ["SHUTDOWN_GRACE_S", "build_broker", "consumer_name", "ensure_groups"]
@@ -56,14 +56,18 @@ def consumer_name(settings: Settings) -> str:
     return settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def ensure_groups(redis: Redis, settings: Settings) -> None:
-    """Create the planner and indexer groups at id 0 (reading the backlog) if absent."""
+async def ensure_groups(redis: Redis, settings: Settings) -> list[StreamGroup]:
+    """Create the planner and indexer groups at id 0 (reading the backlog) if absent; return those created."""
+    created: list[StreamGroup] = []
     for pair in work_groups(settings):
         try:
             await redis.xgroup_create(pair.stream, pair.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        else:
+            created.append(pair)
+    return created
 
 
 async def _raw(message: Mapping[str, Any], original: Parse) -> Any:

@@ -30,7 +30,7 @@ from finally_indexer.schemas.api import RetryResult
 from finally_indexer.schemas.jobs import Job, JobSource, Operation
 from finally_indexer.schemas.messages import JobEntry
 
-__all__ = ["JOB_ROW", "enqueue_job", "requeue_failures"]
+__all__ = ["JOB_ROW", "append_job", "enqueue_job", "requeue_failures"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +44,8 @@ async def enqueue_job(db: DB, redis: Redis, *, jobs_stream: str, job: Job) -> st
     Inside a caller's transaction (``db`` a connection) the row commits with the caller's work.
     """
     await jobs.insert_job(db, job)
-    payload = json.dumps(job.to_payload(), separators=(",", ":")).encode()
-    entry = JobEntry(payload=payload, source=job.source)
     try:
-        entry_id = as_text(await redis.xadd(jobs_stream, entry.to_fields()))  # type: ignore[arg-type]
+        entry_id = await append_job(redis, jobs_stream, job)
     except RedisError as exc:
         await jobs.fail_job(db, job.job_id, redact(f"could not queue: {exc!r}"))
         raise DependencyUnavailable(f"redis: {exc!r}") from exc
@@ -57,6 +55,13 @@ async def enqueue_job(db: DB, redis: Redis, *, jobs_stream: str, job: Job) -> st
         scope=job.scope, entry_id=entry_id,
     )  # fmt: skip
     return job.job_id
+
+
+async def append_job(redis: Redis, jobs_stream: str, job: Job) -> str:
+    """Append ``job``'s entry to the jobs stream (its row must exist); return the entry id."""
+    payload = json.dumps(job.to_payload(), separators=(",", ":")).encode()
+    entry = JobEntry(payload=payload, source=job.source)
+    return as_text(await redis.xadd(jobs_stream, entry.to_fields()))  # type: ignore[arg-type]
 
 
 async def requeue_failures(

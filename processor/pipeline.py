@@ -20,7 +20,7 @@ from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
-from finally_indexer.core.streams import batch_group, jobs_group
+from finally_indexer.core.streams import StreamGroup, batch_group, jobs_group
 from finally_indexer.db.pool import create_pool
 from finally_indexer.processor.bridge import Bridge
 from finally_indexer.processor.broker import build_broker, consumer_name, ensure_groups
@@ -32,6 +32,7 @@ from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
 from finally_indexer.processor.indexer import Indexer
 from finally_indexer.processor.planner import Planner
+from finally_indexer.processor.recovery import Republished, republish_unfinished
 from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.texts import template_hash
 from finally_indexer.processor.vectorstore import CollectionIdentity, VectorStore
@@ -123,6 +124,9 @@ class Pipeline:
     consumer: Consumer
     planner_lane: Lane
     indexer_lane: Lane
+    #: The groups :meth:`open` had to create: on a Redis that lost its data, unfinished work in
+    #: PostgreSQL must be re-published (on a first start there is none).
+    groups_created: tuple[StreamGroup, ...] = ()
 
     @classmethod
     async def open(
@@ -139,11 +143,13 @@ class Pipeline:
         try:
             identity = collection_identity(settings, _require_embedder(conns))
             await conns.store.ensure_collection(identity)
-            await ensure_groups(conns.redis, settings)
+            created = await ensure_groups(conns.redis, settings)
         except BaseException:
             await conns.aclose()
             raise
-        return cls.wire(settings, conns)
+        pipeline = cls.wire(settings, conns)
+        pipeline.groups_created = tuple(created)
+        return pipeline
 
     @classmethod
     def wire(cls, settings: Settings, conns: Connections) -> Pipeline:
@@ -196,6 +202,12 @@ class Pipeline:
         """A FastStream broker whose subscribers feed this pipeline's lanes (not started)."""
         return build_broker(
             self.settings, self.consumer, planner=self.planner_lane, indexer=self.indexer_lane
+        )
+
+    async def republish_unfinished(self) -> Republished:
+        """Put back on the streams what PostgreSQL says is unfinished (see :mod:`.recovery`)."""
+        return await republish_unfinished(
+            self.pool, self.redis, self.planner, jobs_stream=self.settings.jobs_stream
         )
 
     async def drain(self, *, timeout_s: float = 60.0) -> DrainReport:

@@ -26,7 +26,7 @@ from finally_indexer.db import jobs, products
 from finally_indexer.db.pool import DB
 from finally_indexer.processor.deadletter import DeadLetters
 from finally_indexer.processor.events import EventLog
-from finally_indexer.schemas.jobs import Job
+from finally_indexer.schemas.jobs import Job, Operation
 from finally_indexer.schemas.legacy import MalformedReason
 from finally_indexer.schemas.messages import BatchMessage, Event, EventType, read_job
 
@@ -67,7 +67,7 @@ class Planner:
         except asyncpg.DataError as exc:  # a value of the job PostgreSQL refuses: the input's fault
             await self._dead.malformed_job(entry, MalformedJob(MalformedReason.INVALID, f"refused: {exc}"))
             return
-        await self._publish(row, batches, job_entry.received_ms)
+        await self.publish(row.job_id, row.operation, row.force, batches, received_ms=job_entry.received_ms)
         await self._report(row, batches, first_time)
 
     async def _plan(self, row: Job, entry_id: str) -> tuple[list[tuple[int, list[int]]], bool]:
@@ -83,12 +83,16 @@ class Planner:
             await jobs.mark_planned(conn, row.job_id, total=len(ids), batches=len(chunks))
         return list(enumerate(chunks)), True
 
-    async def _publish(self, row: Job, batches: Sequence[tuple[int, list[int]]], received_ms: int) -> None:
+    async def publish(
+        self, job_id: str, operation: Operation, force: bool, batches: Sequence[tuple[int, list[int]]], *,
+        received_ms: int,
+    ) -> None:  # fmt: skip
+        """Append the job's ``(seq, product_ids)`` batches to the batch stream (one round trip)."""
         pipe = self._redis.pipeline(transaction=False)
         for seq, ids in batches:
             message = BatchMessage(
-                job_id=row.job_id, seq=seq, operation=row.operation, product_ids=ids,
-                force=row.force, received_ms=received_ms,
+                job_id=job_id, seq=seq, operation=operation, product_ids=ids,
+                force=force, received_ms=received_ms,
             )  # fmt: skip
             pipe.xadd(self._batch_stream, message.to_fields())  # type: ignore[arg-type]
         await pipe.execute()

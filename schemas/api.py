@@ -223,11 +223,16 @@ class CheckResult(BaseModel):
 
 
 class HealthReport(BaseModel):
-    """``GET /health``: 200 when every dependency answers, 503 naming those that do not."""
+    """``GET /health``: 200 when every dependency answers and the work streams are consumed.
+
+    503 ``degraded`` names the dependencies that do not answer (``down``) and, one sentence each,
+    the work streams whose consumer group is missing (``stopped``: nothing consumes them).
+    """
 
     status: Literal["ok", "degraded"]
     down: list[str]
     checks: dict[str, CheckResult]
+    stopped: list[str] = []
 
 
 class ErrorBody(BaseModel):

@@ -10,9 +10,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.app import create_app
+from finally_indexer.processor.broker import ensure_groups
 
 API_KEY = "test-key-0123456789"  # the same as conftest.keyed_settings
 
@@ -109,7 +111,8 @@ async def test_openapi_documents_examples_security_and_swagger(client: httpx.Asy
     assert "swagger" in swagger.text.lower()
 
 
-async def test_lifespan_opens_and_closes_its_own_connections(settings: Settings) -> None:
+async def test_lifespan_opens_and_closes_its_own_connections(settings: Settings, redis: Redis) -> None:
+    await ensure_groups(redis, settings)  # a worker's groups: /health is 200 only while work is consumed
     app: Litestar = create_app(settings.model_copy(update={"api_key": SecretStr(API_KEY)}))
     async with AsyncTestClient(app=app) as client:
         res = await client.get("/health")

@@ -21,6 +21,7 @@ from finally_indexer.devenv.postgres import PostgresServer
 from finally_indexer.devenv.redis import RedisServer
 from finally_indexer.http.app import AppDeps, create_app
 from finally_indexer.http.deps import redis_client
+from finally_indexer.processor.broker import ensure_groups
 from finally_indexer.processor.stores.factory import build_vector_store
 
 #: Throwaway servers live beside the session's (a folder the postgres user can traverse).
@@ -39,7 +40,10 @@ async def _health(deps: AppDeps, settings: Settings) -> httpx.Response:
         return await c.get("/health")
 
 
-async def test_all_up_is_200_with_latencies(client: httpx.AsyncClient) -> None:
+async def test_all_up_is_200_with_latencies(
+    client: httpx.AsyncClient, redis: aioredis.Redis, settings: Settings
+) -> None:
+    await ensure_groups(redis, settings)  # a worker has started: both work streams are consumed
     res = await client.get("/health")
     assert res.status_code == 200, res.text
     body = res.json()
@@ -47,6 +51,28 @@ async def test_all_up_is_200_with_latencies(client: httpx.AsyncClient) -> None:
     assert body["down"] == []
     assert set(body["checks"]) == {"postgres", "redis", "qdrant"}
     assert all(c["ok"] and c["latency_ms"] >= 0 for c in body["checks"].values())
+    assert body["stopped"] == []
+
+
+async def test_missing_consumer_groups_are_503_degraded_naming_them(
+    client: httpx.AsyncClient, redis: aioredis.Redis, settings: Settings
+) -> None:
+    """After a Redis flush (or before any worker started) nothing consumes the work streams."""
+    res = await client.get("/health")
+    assert res.status_code == 503, res.text
+    body = res.json()
+    assert body["status"] == "degraded"
+    assert body["down"] == []
+    assert len(body["stopped"]) == 2
+    assert f"planner on {settings.jobs_stream}" in body["stopped"][0]
+    assert f"indexer on {settings.batch_stream}" in body["stopped"][1]
+    await redis.xgroup_create(settings.jobs_stream, "planner", id="0", mkstream=True)
+    res = await client.get("/health")
+    assert res.status_code == 503
+    (only,) = res.json()["stopped"]
+    assert only.startswith(f"indexer on {settings.batch_stream}: consumer group missing")
+    await ensure_groups(redis, settings)
+    assert (await client.get("/health")).status_code == 200
 
 
 async def test_liveness_calls_no_dependency(
@@ -104,6 +130,7 @@ async def test_redis_stopped_then_restarted(
     mine = settings.model_copy(update={"redis_url": None, "redis_port": own_redis.port})
     watched = AppDeps(pool=deps.pool, redis=redis_client(mine), store=deps.store)
     try:
+        await ensure_groups(watched.redis, mine)  # durable (AOF): they survive the restart
         assert (await _health(watched, mine)).status_code == 200
         await asyncio.to_thread(own_redis.stop)
         down = await _health(watched, mine)
@@ -127,6 +154,7 @@ async def test_postgres_stopped_then_restarted(settings: Settings, deps: AppDeps
     pool = await create_pool(mine)
     watched = AppDeps(pool=pool, redis=deps.redis, store=deps.store)
     try:
+        await ensure_groups(watched.redis, mine)
         assert (await _health(watched, mine)).status_code == 200
         await asyncio.to_thread(server.stop)
         down = await _health(watched, mine)
