@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 
 from finally_indexer.core.settings import Settings
+from finally_indexer.core.streams import work_groups
 from finally_indexer.http.app import create_app
 from finally_indexer.http.server import bound_port, build_server, start_in_background
 
@@ -28,6 +30,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def base_url(settings: Settings) -> Iterator[str]:
+    # A worker has created its consumer groups (without them /health rightly answers 503)
+    client = redis.Redis.from_url(settings.redis_dsn())
+    for pair in work_groups(settings):
+        client.xgroup_create(pair.stream, pair.group, id="0", mkstream=True)
+    client.close()
     server = build_server(create_app(settings.model_copy(update={"api_key": SecretStr(KEY)})), "127.0.0.1", 0)
     stop = asyncio.Event()
     started = threading.Event()
