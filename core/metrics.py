@@ -138,7 +138,7 @@ GROUP_PENDING = Gauge(
 )
 OLDEST_PENDING_AGE = Gauge(
     "oldest_pending_age_seconds",
-    "Idle time of the oldest pending entry.",
+    "Age of the oldest pending entry: since it entered the stream (heartbeats and claims do not reset it).",
     ["stream", "group"],
     namespace=NS,
     registry=REGISTRY,

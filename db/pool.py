@@ -111,6 +111,7 @@ async def create_pool(settings: Settings, *, schema: str | None = None) -> async
             min_size=min(settings.db_pool_min, settings.db_pool_max),
             max_size=settings.db_pool_max,
             timeout=CONNECT_TIMEOUT_S,
+            command_timeout=settings.db_command_timeout_s,
             server_settings=server_settings,
             init=_init_connection,
         )

@@ -80,7 +80,7 @@ def _set_queue_gauges(q: QueueFigures) -> None:
         m.STREAM_LENGTH.labels(stream=s.name).set(s.length)
         m.GROUP_LAG.labels(stream=s.name, group=g.group).set(g.lag)
         m.GROUP_PENDING.labels(stream=s.name, group=g.group).set(g.pending)
-        m.OLDEST_PENDING_AGE.labels(stream=s.name, group=g.group).set(g.oldest_pending_idle_seconds)
+        m.OLDEST_PENDING_AGE.labels(stream=s.name, group=g.group).set(g.oldest_pending_age_seconds)
         m.CONSUMERS_ALIVE.labels(stream=s.name, group=g.group).set(g.consumers_alive)
 
 

@@ -32,12 +32,13 @@ async def stream_stats(redis: Redis, pair: StreamGroup) -> StreamStats:
         groups = []
     info = next((g for g in groups if as_text(g["name"]) == group), None)
     if info is None:
-        return StreamStats(name, role, length, GroupStats(group, False, length, True, 0, 0.0, 0, 0))
+        return StreamStats(name, role, length, GroupStats(group, False, length, True, 0, 0.0, 0.0, 0, 0))
     lag, exact = await _lag(redis, name, info)
-    idle = await _oldest_pending_idle(redis, name, group) if info["pending"] else 0.0
+    idle, age = await _oldest_pending(redis, name, group) if info["pending"] else (0.0, 0.0)
     alive, total = await _consumers(redis, name, group)
+    pending = int(info["pending"])
     return StreamStats(
-        name, role, length, GroupStats(group, True, lag, exact, int(info["pending"]), idle, total, alive)
+        name, role, length, GroupStats(group, True, lag, exact, pending, idle, age, total, alive)
     )
 
 
@@ -53,10 +54,19 @@ async def _lag(redis: Redis, name: str, info: dict[str, Any]) -> tuple[int, bool
     return max(len(undelivered), int(stream["entries-added"]) - int(read)), False
 
 
-async def _oldest_pending_idle(redis: Redis, name: str, group: str) -> float:
-    """Seconds since the oldest pending entry (by id) was last delivered."""
+async def _oldest_pending(redis: Redis, name: str, group: str) -> tuple[float, float]:
+    """Seconds since the oldest pending entry (by id) was last delivered, and since it was added.
+
+    The idle time is reset by every heartbeat and every claim; the age (from the entry id's
+    millisecond part, against Redis' own clock) is what the work has waited in all.
+    """
     first = await redis.xpending_range(name, group, min="-", max="+", count=1)
-    return float(first[0]["time_since_delivered"]) / 1000.0 if first else 0.0
+    if not first:
+        return 0.0, 0.0
+    seconds, micros = await redis.time()
+    added_ms = int(as_text(first[0]["message_id"]).split("-", 1)[0])
+    age = max(0.0, seconds + micros / 1e6 - added_ms / 1000)
+    return float(first[0]["time_since_delivered"]) / 1000.0, round(age, 3)
 
 
 async def _consumers(redis: Redis, name: str, group: str) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -123,12 +124,13 @@ class Consumer:
 
     def __init__(
         self, redis: Redis, *, consumer: str, max_deliveries: int, reclaim_idle_ms: int,
-        backoff: Backoff | None = None,
+        handler_max_s: float | None = None, backoff: Backoff | None = None,
     ) -> None:  # fmt: skip
         self.redis = redis
         self.name = consumer
         self._max = max_deliveries
         self._every_s = reclaim_idle_ms / 1000 / HEARTBEATS_PER_IDLE
+        self._handler_max_s = handler_max_s
         self._memory = FailureMemory(redis)
         self._backoff = backoff if backoff is not None else Backoff()
 
@@ -144,7 +146,9 @@ class Consumer:
                 await self._one(lane, entry, counts.get(entry.entry_id, 1))
 
         ids = [e.entry_id for e in entries]
-        async with keep_claimed(self.redis, lane.pair, self.name, ids, every_s=self._every_s):
+        async with keep_claimed(
+            self.redis, lane.pair, self.name, ids, every_s=self._every_s, max_s=self._handler_max_s
+        ):
             await self._backoff.wait(lane.pair.stream)  # a dependency was down: do not hammer it
             results = await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
         outcome = Consumed()
@@ -281,18 +285,21 @@ class Backoff:
 # --- the heartbeat ----------------------------------------------------------------------------------
 @contextlib.asynccontextmanager
 async def keep_claimed(
-    redis: Redis, pair: StreamGroup, consumer: str, ids: Sequence[str], *, every_s: float
-) -> AsyncIterator[None]:
+    redis: Redis, pair: StreamGroup, consumer: str, ids: Sequence[str], *, every_s: float,
+    max_s: float | None = None,
+) -> AsyncIterator[None]:  # fmt: skip
     """While the block runs, re-claim ``ids`` for ``consumer`` every ``every_s`` seconds.
 
     Resets the entries' idle time without counting a delivery, so reclaimers (``XAUTOCLAIM`` with
     ``RECLAIM_IDLE_MS``) leave entries alone while they are being worked on; pass a third of the
-    reclaim idle time. A failed heartbeat is logged and retried at the next tick.
+    reclaim idle time. A failed heartbeat is logged and retried at the next tick. After ``max_s``
+    (``HANDLER_MAX_S``) no claim is renewed: a handler hung on a dead connection must not hold its
+    entries forever; they go idle and another worker reclaims them.
     """
     if not ids or every_s <= 0:
         yield
         return
-    beat = _Heartbeat(redis, pair, consumer, list(ids), every_s=every_s)
+    beat = _Heartbeat(redis, pair, consumer, list(ids), every_s=every_s, max_s=max_s)
     task = asyncio.create_task(beat.run())
     try:
         yield
@@ -309,16 +316,21 @@ class _Heartbeat:
     """
 
     def __init__(
-        self, redis: Redis, pair: StreamGroup, consumer: str, ids: list[str], *, every_s: float
-    ) -> None:
+        self, redis: Redis, pair: StreamGroup, consumer: str, ids: list[str], *, every_s: float,
+        max_s: float | None,
+    ) -> None:  # fmt: skip
         self._script = redis.register_script(KEEP_CLAIMED_SCRIPT)
         self._stream, self._args, self._every_s = pair.stream, [pair.group, consumer, *ids], every_s
+        self._until = time.monotonic() + max_s if max_s is not None else None
         self._busy = False
         self._stopped = False
 
     async def run(self) -> None:
         while not self._stopped:
             await asyncio.sleep(self._every_s)
+            if self._until is not None and time.monotonic() > self._until:
+                log.warning("handler_overran", stream=self._stream, entries=len(self._args) - 2)
+                return  # the entries go idle: another worker will reclaim them
             self._busy = True
             try:
                 await self._script(keys=[self._stream], args=self._args)

@@ -169,7 +169,7 @@ class Pipeline:
         )  # fmt: skip
         consumer = Consumer(
             redis, consumer=consumer_name(settings), max_deliveries=settings.max_deliveries,
-            reclaim_idle_ms=settings.reclaim_idle_ms,
+            reclaim_idle_ms=settings.reclaim_idle_ms, handler_max_s=settings.handler_max_s,
         )  # fmt: skip
         planner_lane = Lane(
             jobs_group(settings), process=lambda entry, _n: planner.handle(entry), give_up=dead.exhausted_job

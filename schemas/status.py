@@ -34,7 +34,8 @@ class GroupStats:
     lag: int
     lag_exact: bool
     pending: int
-    oldest_pending_idle_seconds: float
+    oldest_pending_idle_seconds: float  # since the oldest pending entry was last delivered or claimed
+    oldest_pending_age_seconds: float  # since it entered the stream: the real age of the work
     consumers: int
     consumers_alive: int
 

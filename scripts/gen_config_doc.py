@@ -30,7 +30,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 SECTIONS: dict[str, tuple[str, ...]] = {
     "PostgreSQL": (
         "postgres_host", "postgres_port", "postgres_user", "postgres_password", "postgres_db",
-        "database_url", "postgres_schema", "db_pool_min", "db_pool_max",
+        "database_url", "postgres_schema", "db_pool_min", "db_pool_max", "db_command_timeout_s",
     ),
     "Redis": ("redis_host", "redis_port", "redis_password", "redis_url"),
     "Vector store (Qdrant)": (
@@ -44,7 +44,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Streams and processing": (
         "legacy_list", "jobs_stream", "batch_stream", "events_stream", "dead_letter_stream",
         "batch_size", "reclaim_idle_ms", "max_deliveries", "worker_concurrency", "consumer_name",
-        "stream_retention_s", "tombstone_retention_s", "legacy_payload_max_bytes",
+        "stream_retention_s", "tombstone_retention_s", "handler_max_s", "legacy_payload_max_bytes",
     ),
     "Audit": ("audit_interval_s", "audit_keep_reports"),
     "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
@@ -101,6 +101,11 @@ MEANINGS: dict[str, str] = {
     "tombstone_retention_s": (
         "Deleted listings are remembered this long (s), so that a late write of a row read before the"
         " delete cannot bring them back; then forgotten."
+    ),
+    "db_command_timeout_s": "A PostgreSQL statement that takes longer than this (s) fails (a transient failure).",
+    "handler_max_s": (
+        "A delivery is kept claimed (heartbeats) at most this long (s); a handler hung past it lets"
+        " its entries go idle, and another worker reclaims them."
     ),
     "audit_interval_s": (
         "Workers audit the collection against PostgreSQL this often (s); one audit at a time across"

@@ -25,7 +25,7 @@
     "batches.lag": (s) => byRole(s, "batches").lag,
     "batches.pending": (s) => byRole(s, "batches").pending,
     "batches.consumers_alive": (s) => byRole(s, "batches").consumers_alive,
-    "batches.oldest_pending_idle_seconds": (s) => Math.round(byRole(s, "batches").oldest_pending_idle_seconds),
+    "batches.oldest_pending_age_seconds": (s) => Math.round(byRole(s, "batches").oldest_pending_age_seconds),
     "failures_open": (s) => s.failures_open,
     "failures_last_hour": (s) => s.failures_last_hour,
   };

@@ -44,6 +44,17 @@ async def test_pool_size_follows_the_settings(settings: Settings) -> None:
         await db_pool.close()
 
 
+async def test_a_statement_past_the_command_timeout_fails(settings: Settings) -> None:
+    """No PostgreSQL call waits forever: a hung statement fails after DB_COMMAND_TIMEOUT_S."""
+    db_pool = await create_pool(settings.model_copy(update={"db_command_timeout_s": 0.3}))
+    try:
+        with pytest.raises(TimeoutError):
+            await db_pool.fetchval("SELECT pg_sleep(5)")
+        assert await db_pool.fetchval("SELECT 1") == 1  # the pool is usable afterwards
+    finally:
+        await db_pool.close()
+
+
 async def test_json_and_jsonb_round_trip_as_python_objects(pool: asyncpg.Pool[Any]) -> None:
     value = {"ids": [1, 2], "제목": "혼다 PCX125", "nested": {"ok": True}}
     assert await pool.fetchval("SELECT $1::jsonb", value) == value

@@ -75,6 +75,23 @@ async def test_throughput_reads_only_new_events(
     assert sum(m["batches"] for m in first) == sum(m["batches"] for m in second) == 3
 
 
+async def test_oldest_pending_age_counts_from_when_the_entry_was_added(
+    redis: aioredis.Redis, redis_settings: Settings
+) -> None:
+    """A heartbeat (XCLAIM JUSTID) resets the idle time; the age of the work keeps growing."""
+    name = redis_settings.batch_stream
+    await redis.xgroup_create(name, "g", id="0", mkstream=True)
+    seconds, _ = await redis.time()
+    await redis.xadd(name, {"n": "1"}, id=f"{(seconds - 600) * 1000}-0")  # added ten minutes ago
+    await redis.xreadgroup("g", "c", {name: ">"}, count=1)
+    await redis.xclaim(name, "g", "c", 0, [f"{(seconds - 600) * 1000}-0"], justid=True)
+
+    stats = await stream_stats(redis, StreamGroup(name, "g", "batches"))
+
+    assert stats.group.oldest_pending_idle_seconds < 60
+    assert 600 <= stats.group.oldest_pending_age_seconds < 700
+
+
 async def test_lag_falls_back_when_redis_cannot_tell(redis: aioredis.Redis, redis_settings: Settings) -> None:
     name = redis_settings.batch_stream
     await redis.xgroup_create(name, "g", id="0", mkstream=True)

@@ -66,6 +66,18 @@ async def test_entry_under_heartbeat_is_not_claimable(redis: Redis, redis_settin
     assert pending["times_delivered"] == 1
 
 
+async def test_a_handler_that_overruns_releases_its_entries(redis: Redis, redis_settings: Settings) -> None:
+    """After HANDLER_MAX_S the heartbeat stops: a hung handler's entry goes to another worker."""
+    stream = f"t{redis_settings.collection}:hb"
+    idle_ms = redis_settings.reclaim_idle_ms
+    entry_id = await _one_read_entry(redis, stream, "a")
+    pair = StreamGroup(stream, GROUP, "test")
+    async with keep_claimed(redis, pair, "a", [entry_id], every_s=idle_ms / 1000 / 3, max_s=idle_ms / 1000):
+        await asyncio.sleep(idle_ms / 1000 * 3)  # the handler hangs for three idle periods
+        _, claimed, *_ = await redis.xautoclaim(stream, GROUP, "b", idle_ms, "0-0")
+    assert [i.decode() for i, _ in claimed] == [entry_id]
+
+
 async def test_heartbeat_does_not_pull_back_an_entry_taken_over(
     redis: Redis, redis_settings: Settings
 ) -> None:
