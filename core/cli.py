@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from finally_indexer.core import roles
-from finally_indexer.core.errors import ConfigurationError
+from finally_indexer.core.errors import BrokerUnrecoverable, ConfigurationError
 from finally_indexer.core.logging import configure_logging
 from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.db.dev_schema import ensure_dev_products
@@ -316,15 +316,25 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(_run(args.func, settings, args))
-    except ConfigurationError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return EXIT_CONFIG
-    except (ServerError, AuditBusy, DriftFound) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_FAILURE
     except asyncio.CancelledError:
         return 130  # forced stop: the shell convention for an interrupted command
+    except Exception as exc:
+        return _exit_code(exc)
     return 0
+
+
+def _exit_code(exc: Exception) -> int:
+    """A known failure (also when a task group wrapped it) as a message and an exit code; else raise."""
+    found = exc
+    while isinstance(found, ExceptionGroup) and len(found.exceptions) == 1:
+        found = found.exceptions[0]
+    if isinstance(found, ConfigurationError):
+        sys.stderr.write(f"{found}\n")
+        return EXIT_CONFIG
+    if isinstance(found, (ServerError, AuditBusy, DriftFound, BrokerUnrecoverable)):
+        sys.stderr.write(f"error: {found}\n")
+        return EXIT_FAILURE
+    raise exc
 
 
 if __name__ == "__main__":
