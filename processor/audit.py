@@ -26,11 +26,11 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 import asyncpg
 import structlog
@@ -106,7 +106,9 @@ def judge(row: asyncpg.Record | None, point: StoredListing | None, *, model: str
         return Verdict.MISSING
     if point.model is not None and point.model != model:
         return Verdict.WRONG_MODEL
-    if point.version != version or point.text_hash != text_hash(build_text(dict(row), template)):
+    if point.version != version or point.text_hash != text_hash(
+        build_text(cast("Mapping[str, Any]", row), template)
+    ):
         return Verdict.STALE
     return Verdict.OK if row["is_conversion"] else Verdict.WRONG_FLAG
 
@@ -297,9 +299,13 @@ class Auditor:
         tally = _Tally()
         repairs = _Repairs(self, audit_id) if repair else None
         expected = await queries.count_listings(self.pool)
-        rows, points = _read_ahead(_rows(self.pool)), _read_ahead(aiter(self._store.scan()))
-        row, point = await anext(rows, None), await anext(points, None)
-        while row is not None or point is not None:
+        rows = _Cursor(_read_ahead(queries.listing_pages(self.pool, page=PAGE)))
+        points = _Cursor(_read_ahead(_batched(self._store.scan(), READ_AHEAD_BATCH)))
+        await rows.fill()
+        await points.fill()
+        # Pages are merged item by item without an await per item: only a finished page waits.
+        while rows.item is not None or points.item is not None:
+            row, point = rows.item, points.item
             row_id = int(row["id"]) if row is not None else _END
             point_id = point.product_id if point is not None else _END
             pid = min(row_id, point_id)
@@ -311,12 +317,14 @@ class Auditor:
                 await repairs.add(verdict, pid, seen_row)
             if seen_row is not None:
                 tally.listings += 1
-                row = await anext(rows, None)
+                if not rows.step():
+                    await rows.fill()
                 if progress is not None and tally.listings % PROGRESS_EVERY == 0:
                     progress(tally.listings, expected)
             if seen_point is not None:
                 tally.points += 1
-                point = await anext(points, None)
+                if not points.step():
+                    await points.fill()
         if progress is not None:
             progress(tally.listings, expected)
         return tally, repairs
@@ -345,40 +353,66 @@ async def _keep(lock: Any) -> None:
         await lock.reacquire()
 
 
-async def _read_ahead(items: AsyncIterator[_T], *, batch: int = READ_AHEAD_BATCH) -> AsyncIterator[_T]:
-    """``items`` in order, read ahead by a task (at most ``READ_AHEAD_DEPTH`` batches).
+class _Cursor(Generic[_T]):
+    """The current item of a stream of pages; ``step`` moves within a page, ``fill`` fetches the next."""
 
-    The audit judges one side's items while the next PostgreSQL page or collection scroll is
-    already on its way: reading and judging overlap instead of adding up.
+    def __init__(self, pages: AsyncIterator[list[_T]]) -> None:
+        self._pages = pages
+        self._page: list[_T] = []
+        self._index = 0
+        self.item: _T | None = None
+
+    def step(self) -> bool:
+        """Move to the next item of the page; False when the page is done (then ``fill``)."""
+        self._index += 1
+        if self._index < len(self._page):
+            self.item = self._page[self._index]
+            return True
+        self.item = None
+        return False
+
+    async def fill(self) -> None:
+        """Fetch the next non-empty page (``item`` stays None at the end)."""
+        async for page in self._pages:
+            if page:
+                self._page, self._index, self.item = page, 0, page[0]
+                return
+        self.item = None
+
+
+async def _batched(items: AsyncIterator[_T], size: int) -> AsyncIterator[list[_T]]:
+    batch: list[_T] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _read_ahead(pages: AsyncIterator[list[_T]]) -> AsyncIterator[list[_T]]:
+    """``pages`` in order, read ahead by a task (at most ``READ_AHEAD_DEPTH`` of them).
+
+    The audit judges one page while the next PostgreSQL page or collection scroll is already on
+    its way: reading and judging overlap instead of adding up.
     """
     queue: asyncio.Queue[list[_T] | None] = asyncio.Queue(maxsize=READ_AHEAD_DEPTH)
 
     async def fill() -> None:
-        chunk: list[_T] = []
-        async for item in items:
-            chunk.append(item)
-            if len(chunk) >= batch:
-                await queue.put(chunk)
-                chunk = []
-        await queue.put(chunk)
+        async for page in pages:
+            await queue.put(page)
         await queue.put(None)
 
     reader = asyncio.create_task(fill())
     try:
-        while (chunk := await queue.get()) is not None:
-            for item in chunk:
-                yield item
+        while (page := await queue.get()) is not None:
+            yield page
         await reader  # a read error surfaces here
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
-
-
-async def _rows(pool: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Record]:
-    async for page in queries.listing_pages(pool, page=PAGE):
-        for row in page:
-            yield row
 
 
 async def refresh_audit_gauges(pool: asyncpg.Pool[Any]) -> None:
