@@ -78,13 +78,14 @@ def build_text(row: Mapping[str, Any], template: str) -> str:
     A line is left out when every placeholder on it is missing (no "Year: " without a year).
     """
     values = _field_values(row)
+    present = {name for name, value in values.items() if value is not None}
     filled = {name: value or "" for name, value in values.items()}
-    lines = [
+    text = "\n".join(
         line.format_map(filled)
         for line, names in _template_lines(template)
-        if not names or any(values.get(name) is not None for name in names)
-    ]
-    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
+        if not names or not present.isdisjoint(names)
+    )
+    return (_BLANK_RUNS.sub("\n\n", text) if "\n\n\n" in text else text).strip()
 
 
 def text_hash(text: str) -> str:
