@@ -89,9 +89,10 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 async def _role(settings: Settings, role: str) -> asyncio.subprocess.Process:
+    log = (Path(str(settings.qdrant_path)).parent / f"{role}.log").open("ab")
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "finally_indexer.core.cli", role, env=_env(settings),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        stdout=log, stderr=log,
     )  # fmt: skip
 
 
@@ -159,6 +160,7 @@ async def sigkill(servers: Servers, worker: asyncio.subprocess.Process) -> async
 
 
 async def redis_restart(servers: Servers, worker: asyncio.subprocess.Process) -> asyncio.subprocess.Process:
+    servers.redis.preferred_port = servers.redis.port  # back on the same port, as a restart would be
     await asyncio.to_thread(servers.redis.stop)  # SHUTDOWN: the AOF is flushed
     await asyncio.to_thread(servers.redis.start)
     return worker
@@ -172,6 +174,7 @@ async def redis_flushall(servers: Servers, worker: asyncio.subprocess.Process) -
 
 
 async def postgres_stop(servers: Servers, worker: asyncio.subprocess.Process) -> asyncio.subprocess.Process:
+    servers.postgres.preferred_port = servers.postgres.port
     await asyncio.to_thread(servers.postgres.stop)
     await asyncio.sleep(20)
     await asyncio.to_thread(servers.postgres.start)

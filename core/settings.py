@@ -100,8 +100,9 @@ class Settings(BaseSettings):
     tombstone_retention_s: int = Field(7 * 86_400, ge=0)
     handler_max_s: float = Field(900.0, gt=0)
     db_command_timeout_s: float = Field(60.0, gt=0)
-    #: 1 MiB: a job of 100,000 ids is about 0.8 MB of JSON.
-    legacy_payload_max_bytes: int = Field(1024 * 1024, ge=1024)
+    #: 4 MiB: a job of 100,000 ids (the most a job may name) is up to ~2.1 MB of JSON with
+    #: 19-digit ids, and must fit (with its extras) under the cap.
+    legacy_payload_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
     # Audit
     audit_interval_s: int = Field(3_600, ge=0)

@@ -29,8 +29,9 @@ WHERE t.version >= w.version
 
 async def record(db: DB, product_ids: Sequence[int], *, version: int) -> None:
     """Tombstone ``product_ids`` as deleted at ``version`` (kept when a later delete exists)."""
-    if product_ids:
-        await db.execute(_RECORD, list(product_ids), [version] * len(product_ids))
+    ids = list(dict.fromkeys(product_ids))  # one row per id: ON CONFLICT cannot touch a row twice
+    if ids:
+        await db.execute(_RECORD, ids, [version] * len(ids))
 
 
 async def covered(db: DB, versions: Sequence[tuple[int, int]]) -> set[int]:

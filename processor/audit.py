@@ -14,7 +14,8 @@ listing gets one verdict:
 =============  =====================================================================================
 
 With ``repair`` the fixes go through the ordinary pipeline as ordinary jobs — a sync for
-missing and stale listings, a forced sync for wrong-model ones, a delete for ghosts — and wrong
+missing, stale and ghost listings (a sync removes the point of a row that is gone or deleted), a
+forced sync for wrong-model ones — and wrong
 flags are corrected in one transaction (for the row version the audit saw). One audit runs at a
 time per collection, across every process (a Redis lock).
 """
@@ -26,7 +27,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -35,6 +36,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 import asyncpg
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import LockError, RedisError
 
 from finally_indexer.core import metrics
 from finally_indexer.core.constants import MAX_IDS_PER_JOB
@@ -152,9 +154,10 @@ class _Repairs:
     async def add(self, verdict: Verdict, product_id: int, row: asyncpg.Record | None) -> None:
         if verdict is Verdict.WRONG_FLAG and row is not None:
             self.flags.append((product_id, not row["is_conversion"], row["updated_at"]))
-        elif verdict is Verdict.GHOST:
-            await self._queue(Operation.DELETE, False, product_id)
-        elif verdict in (Verdict.MISSING, Verdict.STALE, Verdict.WRONG_MODEL):
+        elif verdict in (Verdict.MISSING, Verdict.STALE, Verdict.GHOST, Verdict.WRONG_MODEL):
+            # a ghost is synced, not deleted: the sync reads the row when it runs and removes the
+            # point only if the row is gone (or deleted) then — a delete queued now would remove,
+            # and tombstone, a listing created between the audit's read and the job
             await self._queue(Operation.SYNC, verdict is Verdict.WRONG_MODEL, product_id)
 
     async def _queue(self, operation: Operation, force: bool, product_id: int) -> None:
@@ -276,8 +279,7 @@ class Auditor:
     async def _release(self, audit_id: str) -> None:
         lock, renew = self._locks.pop(audit_id)
         renew.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renew
+        await asyncio.wait({renew})  # not ``await renew``: its outcome must not replace the audit's
         with contextlib.suppress(Exception):  # expired meanwhile: nothing to release
             await lock.release()
 
@@ -341,16 +343,36 @@ class Auditor:
             )  # fmt: skip
 
 
+async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> None:
+    """Run ``work`` until it ends or ``stop`` is set; a stop cancels it (its report says 'failed')."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+        log.info("audit_stopped", reason="the worker is stopping")
+        return
+    task.result()  # its failure, if any, is the caller's
+
+
 def new_audit_id() -> str:
     """A unique, readable audit id."""
     return f"audit-{uuid.uuid4().hex}"
 
 
 async def _keep(lock: Any) -> None:
-    """Renew the audit lock every third of its lifetime while the audit runs."""
+    """Renew the audit lock every third of its lifetime while the audit runs; a failed renewal is
+    logged and tried again at the next tick (the lock outlives two missed renewals)."""
     while True:
         await asyncio.sleep(LOCK_TTL_S / 3)
-        await lock.reacquire()
+        try:
+            await lock.reacquire()
+        except (RedisError, LockError) as exc:
+            log.warning("audit_lock_renewal_failed", error=redact(repr(exc)))
 
 
 class _Cursor(Generic[_T]):
@@ -446,7 +468,7 @@ async def run_scheduled(auditor: Auditor, *, interval_s: float, stop: asyncio.Ev
             return
         try:
             if await auditor.due(within_s=interval_s * SCHEDULE_SLACK):
-                await auditor.run(requested_by="schedule")
+                await _unless_stopped(auditor.run(requested_by="schedule"), stop)
         except AuditBusy:
             log.debug("audit_skipped", reason="another audit is running")
         except Exception as exc:

@@ -72,7 +72,7 @@ _UNAVAILABLE: Final = (
     RedisConnectionError,
     RedisTimeoutError,
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
+    asyncpg.InterfaceError,  # "connection is closed" after a restart (also a few client misuses: see notes)
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
 )
@@ -241,7 +241,8 @@ class FailureMemory:
         configuration = isinstance(exc, ConfigurationError)
         async with self._redis.pipeline(transaction=True) as tx:
             tx.hset(key, f"{entry_id}:e", text)
-            tx.hincrby(key, f"{entry_id}:t", 1 if is_transient(exc) else 0)
+            # neither an outage nor a misconfiguration is the entry's fault: neither counts
+            tx.hincrby(key, f"{entry_id}:t", 1 if is_transient(exc) or configuration else 0)
             tx.hsetnx(key, f"{entry_id}:c", "1") if configuration else tx.hdel(key, f"{entry_id}:c")
             replies = await tx.execute()
         return configuration and bool(replies[2])

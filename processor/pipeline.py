@@ -41,6 +41,10 @@ __all__ = ["Connections", "DrainReport", "Pipeline", "collection_identity"]
 
 _Close = Callable[[], Awaitable[Any]]
 
+#: No Redis call of a worker waits forever on a dead connection: the longest blocking call is the
+#: bridge's 1 s BLMOVE wake-up, so 30 s means the connection is gone, not that the server is busy.
+WORKER_REDIS_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
+
 
 @dataclass(slots=True)
 class Connections:
@@ -139,7 +143,14 @@ class Pipeline:
         ``TEXT_TEMPLATE`` (:func:`collection_identity`); another one raises
         :class:`~finally_indexer.core.errors.ConfigurationError` before anything is consumed.
         """
-        conns = await Connections.open(settings, redis=redis, pool=pool, store=store, embedder=embedder)
+        conns = await Connections.open(
+            settings,
+            redis=redis,
+            pool=pool,
+            store=store,
+            embedder=embedder,
+            redis_options=WORKER_REDIS_OPTIONS,
+        )
         try:
             identity = collection_identity(settings, _require_embedder(conns))
             await conns.store.ensure_collection(identity)

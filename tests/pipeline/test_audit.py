@@ -115,8 +115,7 @@ async def test_each_kind_of_drift_is_counted_and_repaired(
         repaired["repair_job_ids"],
     )
     assert [(j["operation"], j["force"], sorted(j["product_ids"]), j["source"]) for j in jobs] == [
-        ("delete", False, [999], "audit"),
-        ("sync", False, [1, 2], "audit"),
+        ("sync", False, [1, 2, 999], "audit"),
         ("sync", True, [4], "audit"),
     ]
     await pipeline.drain()  # the repairs run through the ordinary pipeline
