@@ -20,7 +20,7 @@ from pipeline.helpers import (
 )
 from redis.asyncio import Redis
 
-from finally_indexer.core.errors import ConfigurationError
+from finally_indexer.core.errors import ConfigurationError, TransientError
 from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamEntry
@@ -200,3 +200,20 @@ async def test_a_worker_reads_one_job_at_a_time(
     finally:
         stop.set()
         await worker
+
+
+async def test_neither_an_outage_nor_a_misconfiguration_counts_toward_dead_lettering(
+    redis: Redis, redis_settings: Settings
+) -> None:
+    memory = FailureMemory(redis)
+    entry = StreamEntry(redis_settings.batch_stream, "1-0", {})
+    for _ in range(3):
+        await memory.note(entry, ConfigurationError("revoked key"))
+    await memory.note(entry, TransientError("embedding API down"))
+    await memory.note(entry, RuntimeError("a deadlock"))  # one failure of the entry's own
+
+    past = await memory.recall(entry)
+
+    assert (past.transient, past.misconfigured) == (4, False)
+    assert past.error is not None
+    assert "a deadlock" in past.error

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamEntry
+from finally_indexer.db import tombstones
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.vectorstore import VectorStore
@@ -107,3 +108,11 @@ async def test_a_sync_of_a_row_newer_than_its_tombstone_brings_it_back(
 
     assert list(await store.get([3])) == [3]
     await assert_converged(pool, store, settings)
+
+
+async def test_a_delete_naming_an_id_twice_is_recorded_once(pool: asyncpg.Pool[Any]) -> None:
+    await tombstones.record(pool, [5, 5, 6], version=10)
+    await tombstones.record(pool, [5], version=7)  # an older delete never lowers a tombstone
+
+    rows = await pool.fetch("SELECT product_id, version FROM index_tombstones ORDER BY product_id")
+    assert [(r["product_id"], r["version"]) for r in rows] == [(5, 10), (6, 10)]
