@@ -57,6 +57,7 @@ async def test_counts_and_summaries_match_the_full_scans(pool: asyncpg.Pool[Any]
     await _seed(pool)
 
     old = await pool.fetchrow(_OLD_FAILURE_COUNTS)
+    assert old is not None
     new = await failures.failure_counts(pool)
     assert (new.total, new.open, new.last_hour) == (old["total"], old["open"], old["last_hour"])
 
@@ -74,6 +75,7 @@ async def test_counts_and_summaries_match_the_full_scans(pool: asyncpg.Pool[Any]
         assert [dict(r) for r in await failures.failures_by_reason(pool, flt)] == before, flt
 
     old_listings = await pool.fetchrow(_OLD_LISTINGS)
+    assert old_listings is not None
     listings = await reports.listing_counts(pool)
     assert (listings.total, listings.indexed, listings.oldest_pending_at) == tuple(old_listings)
 
