@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     consumer_name: str | None = None
     stream_retention_s: int = Field(86_400, ge=0)
     tombstone_retention_s: int = Field(7 * 86_400, ge=0)
+    failure_retention_s: int = Field(30 * 86_400, ge=0)
+    job_retention_s: int = Field(30 * 86_400, ge=0)
     handler_max_s: float = Field(900.0, gt=0)
     db_command_timeout_s: float = Field(60.0, gt=0)
     #: 4 MiB: a job of 100,000 ids (the most a job may name) is up to ~2.1 MB of JSON with

@@ -30,7 +30,9 @@ __all__ = [
     "failures_page",
     "has_failure",
     "lock_open_failures",
+    "mark_discarded",
     "mark_requeued",
+    "prune_resolved",
     "recent_failures",
     "record_failures",
     "resolve_succeeded",
@@ -125,23 +127,22 @@ class FailureCounts:
     total: int
     open: int
     last_hour: int
-    last_attempt_at: datetime | None
 
 
 async def failure_counts(conn: DB) -> FailureCounts:
-    """Total, open (unresolved) and last-hour failures."""
+    """Total and open failures (from the ``failure_tallies`` counters), and those of the last hour."""
     row = await conn.fetchrow(
         """
-        SELECT count(*)::bigint AS total,
-               count(*) FILTER (WHERE resolved_at IS NULL)::bigint AS open,
-               count(*) FILTER (WHERE created_at > now() - interval '1 hour')::bigint AS last_hour,
-               max(last_attempt_at) AS last_at
-        FROM failed_operations
+        SELECT coalesce(sum(total), 0)::bigint AS total,
+               coalesce(sum(open), 0)::bigint AS open,
+               (SELECT count(*) FROM failed_operations WHERE created_at > now() - interval '1 hour')::bigint
+                   AS last_hour
+        FROM failure_tallies
         """
     )
     if row is None:  # an aggregate without GROUP BY always yields a row
         raise RuntimeError("no row from the failure counts")
-    return FailureCounts(row["total"], row["open"], row["last_hour"], row["last_at"])
+    return FailureCounts(row["total"], row["open"], row["last_hour"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,10 @@ class FailureFilter:
             clauses.append("resolved_at IS NULL")
         return " AND ".join(clauses)
 
+    def tallied(self) -> bool:
+        """Whether ``failure_tallies`` holds the counts of the matching rows (no id or time filter)."""
+        return self.ids is None and self.product_ids is None and self.since is None and self.until is None
+
 
 #: Bytes of a raw payload shown per failure row: a page of 500 rows stays small even when a
 #: producer sent megabyte-sized jobs (the whole payload stays in the table for replay).
@@ -209,25 +214,53 @@ async def failures_page(
 
 
 async def failures_by_reason(conn: DB, flt: FailureFilter) -> list[asyncpg.Record]:
-    """Matching rows grouped by reason, most frequent first, with the latest message as example."""
+    """Matching rows grouped by reason, most frequent first, with the latest message as example.
+
+    The counts come from ``failure_tallies`` when the filter allows it (else from the matching
+    rows); the first and last times and the example are index lookups per reason, so the cost
+    grows with the number of reasons, not of rows.
+    """
     args: list[Any] = []
     where = flt.where(args)
+    groups = _tallied_groups(flt, args) if flt.tallied() else _counted_groups(where)
+    per_reason = f"FROM failed_operations WHERE {where} AND reason = g.reason"
     return await conn.fetch(
         f"""
-        SELECT reason,
-               count(*)::bigint AS count,
-               count(*) FILTER (WHERE resolved_at IS NULL)::bigint AS open,
-               array_agg(DISTINCT operation_type ORDER BY operation_type) AS operation_types,
-               min(created_at) AS first_at,
-               max(created_at) AS last_at,
-               (array_agg(error_message ORDER BY id DESC))[1] AS example
-        FROM failed_operations
-        WHERE {where}
-        GROUP BY reason
-        ORDER BY count DESC, reason
+        SELECT g.reason, g.count, g.open, g.operation_types, f.first_at, l.last_at, e.example
+        FROM ({groups}) AS g
+        CROSS JOIN LATERAL (SELECT created_at AS first_at {per_reason} ORDER BY created_at LIMIT 1) AS f
+        CROSS JOIN LATERAL (SELECT created_at AS last_at {per_reason} ORDER BY created_at DESC LIMIT 1) AS l
+        CROSS JOIN LATERAL (SELECT error_message AS example {per_reason} ORDER BY id DESC LIMIT 1) AS e
+        ORDER BY g.count DESC, g.reason
         """,  # noqa: S608 -- constant fragments; values are $n parameters
         *args,
     )
+
+
+def _tallied_groups(flt: FailureFilter, args: list[Any]) -> str:
+    """Per-reason counts from the counters (appends its parameters to ``args``)."""
+    counted = "open" if flt.open_only else "total"
+    clauses = [f"{counted} > 0"]
+    if flt.operation_type is not None:
+        args.append(flt.operation_type)
+        clauses.append(f"operation_type = ${len(args)}")
+    if flt.reason is not None:
+        args.append(flt.reason)
+        clauses.append(f"reason = ${len(args)}")
+    return f"""
+        SELECT reason, sum({counted})::bigint AS count, sum(open)::bigint AS open,
+               array_agg(operation_type ORDER BY operation_type) AS operation_types
+        FROM failure_tallies WHERE {" AND ".join(clauses)} GROUP BY reason
+    """  # noqa: S608 -- constant fragments; values are $n parameters
+
+
+def _counted_groups(where: str) -> str:
+    """Per-reason counts over the matching rows (a filter on ids or time narrows them)."""
+    return f"""
+        SELECT reason, count(*)::bigint AS count, count(*) FILTER (WHERE resolved_at IS NULL)::bigint AS open,
+               array_agg(DISTINCT operation_type ORDER BY operation_type) AS operation_types
+        FROM failed_operations WHERE {where} GROUP BY reason
+    """  # noqa: S608 -- constant fragments; values are $n parameters
 
 
 async def recent_failures(conn: DB, limit: int = 10) -> list[asyncpg.Record]:
@@ -275,3 +308,30 @@ async def mark_requeued(conn: DB, ids: Sequence[int]) -> None:
         """,
         list(ids),
     )
+
+
+async def mark_discarded(conn: DB, ids: Sequence[int]) -> None:
+    """Close rows ``POST /retry`` cannot replay (an unreadable batch entry, a row without a listing
+    or payload): they are handled, so they never fill a later ``{"all": true}`` selection again."""
+    if ids:
+        await conn.execute(
+            "UPDATE failed_operations SET resolved_at = now(), resolution = 'discarded' WHERE id = ANY($1)",
+            list(ids),
+        )
+
+
+# --- retention -------------------------------------------------------------------------------------
+async def prune_resolved(db: DB, *, older_than_s: int, limit: int) -> int:
+    """Delete up to ``limit`` failures resolved more than ``older_than_s`` seconds ago (open ones
+    stay whatever their age); return how many went."""
+    status = await db.execute(
+        """
+        DELETE FROM failed_operations WHERE id IN (
+            SELECT id FROM failed_operations
+            WHERE resolved_at < now() - make_interval(secs => $1) ORDER BY resolved_at LIMIT $2
+        )
+        """,
+        older_than_s,
+        limit,
+    )
+    return int(status.split()[-1])

@@ -28,6 +28,7 @@ __all__ = [
     "lock_job",
     "mark_planned",
     "pending_batches",
+    "prune_finished",
     "set_stream_entry",
     "unfinished_batches",
     "unplanned_jobs",
@@ -188,3 +189,20 @@ async def fail_job(db: DB, job_id: str, error: str) -> None:
         job_id,
         error,
     )
+
+
+async def prune_finished(db: DB, *, older_than_s: int, limit: int) -> int:
+    """Delete up to ``limit`` jobs finished more than ``older_than_s`` seconds ago, with their
+    batches (ON DELETE CASCADE); pending and running jobs stay. Return how many jobs went."""
+    status = await db.execute(
+        """
+        DELETE FROM index_jobs WHERE job_id IN (
+            SELECT job_id FROM index_jobs
+            WHERE status IN ('completed', 'failed') AND finished_at < now() - make_interval(secs => $1)
+            ORDER BY finished_at LIMIT $2
+        )
+        """,
+        older_than_s,
+        limit,
+    )
+    return int(status.split()[-1])

@@ -56,19 +56,33 @@ class ListingCounts:
         return 1.0 if self.total == 0 else self.indexed / self.total
 
 
+#: Below this many rows (the planner's estimate) ``products`` is counted exactly; above, the
+#: estimate kept by ANALYZE/autovacuum is shown (a count would read the whole table every scrape).
+EXACT_COUNT_BELOW = 100_000
+
+_PENDING = """
+SELECT count(*)::bigint AS pending,
+       min(updated_at) AS oldest,
+       coalesce(extract(epoch FROM now() - min(updated_at)), 0)::float8 AS age
+FROM products WHERE NOT is_conversion
+"""
+# reltuples is -1 for a table never analysed; 'products' resolves by search_path like the queries
+_ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = 'products'::regclass"
+
+
 async def listing_counts(conn: DB) -> ListingCounts:
-    """Counts over ``products``; freshness is the age of the oldest listing not yet indexed."""
-    row = await _one(
-        conn,
-        """
-        SELECT count(*)::bigint AS total,
-               count(*) FILTER (WHERE is_conversion)::bigint AS indexed,
-               min(updated_at) FILTER (WHERE NOT is_conversion) AS oldest,
-               coalesce(extract(epoch FROM now() - min(updated_at) FILTER (WHERE NOT is_conversion)), 0)::float8 AS age
-        FROM products
-        """,
-    )
-    return ListingCounts(row["total"], row["indexed"], row["oldest"], max(0.0, row["age"]))
+    """Counts over ``products``; freshness is the age of the oldest listing not yet indexed.
+
+    The pending listings are counted exactly (the partial index ``products_pending`` covers
+    them, see docs/database.md); the total is exact below :data:`EXACT_COUNT_BELOW` rows, else
+    the planner's estimate, so the cost follows the backlog, not the table.
+    """
+    pending = await _one(conn, _PENDING)
+    estimate = int(await conn.fetchval(_ESTIMATE) or -1)
+    exact = estimate < EXACT_COUNT_BELOW
+    counted = int(await conn.fetchval("SELECT count(*) FROM products")) if exact else estimate
+    total = max(counted, pending["pending"])  # a row deleted between the two reads
+    return ListingCounts(total, total - pending["pending"], pending["oldest"], max(0.0, pending["age"]))
 
 
 async def job(conn: DB, job_id: str) -> asyncpg.Record | None:

@@ -3,7 +3,8 @@
 :func:`enqueue_job` records the job's ``index_jobs`` row, then appends its entry: the payload is the
 legacy JSON shape (so the planner reads every job the same way) plus the extras ``job_id``,
 ``scope`` and ``force``. :func:`requeue_failures` selects open failures, re-queues listings as
-retry jobs (one per operation) and malformed raw jobs byte for byte, and marks the rows handled —
+retry jobs (one per operation) and malformed raw jobs byte for byte, marks the rows handled, and
+marks the rows it cannot replay (``operation_type = 'batch'``: an unreadable batch entry) discarded —
 all on the one connection whose transaction holds the rows locked, so concurrent calls never wait
 for a second connection from the same pool.
 """
@@ -78,8 +79,18 @@ async def requeue_failures(
         await _replay_payloads(redis, jobs_stream, [r.payload for r in raw if r.payload is not None])
         done = [r.id for r in listings + raw]
         await failures.mark_requeued(conn, done)
-    log.info("failures_requeued", rows=len(done), jobs=len(job_ids), replayed=len(raw), job_ids=job_ids)
-    return RetryResult(requeued=len(done), job_ids=job_ids, replayed_payloads=len(raw))
+        # Nothing to replay (an unreadable batch entry, a row with neither listing nor payload):
+        # left open, such rows would fill every later selection and block {"all": true} for good.
+        handled = set(done)
+        discarded = [r.id for r in rows if r.id not in handled]
+        await failures.mark_discarded(conn, discarded)
+    log.info(
+        "failures_requeued", rows=len(done), jobs=len(job_ids), replayed=len(raw), discarded=len(discarded),
+        job_ids=job_ids,
+    )  # fmt: skip
+    return RetryResult(
+        requeued=len(done), job_ids=job_ids, replayed_payloads=len(raw), discarded=len(discarded)
+    )
 
 
 def _retry_jobs(rows: Sequence[RetryCandidate]) -> list[Job]:

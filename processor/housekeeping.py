@@ -5,7 +5,10 @@ bound is computed here: an entry may go only when it is older than both the grou
 pending entry and its last-delivered id (nothing undelivered or unacknowledged is ever removed),
 and older than ``STREAM_RETENTION_S`` (acknowledged entries stay that long as an audit log).
 
-Tombstones of deleted listings older than ``TOMBSTONE_RETENTION_S`` are forgotten in the same round.
+Tombstones of deleted listings older than ``TOMBSTONE_RETENTION_S`` are forgotten in the same round,
+and so are failures resolved more than ``FAILURE_RETENTION_S`` ago and jobs (with their batches)
+finished more than ``JOB_RETENTION_S`` ago — :data:`PRUNE_BATCH` rows per statement, so no delete
+holds locks or writes WAL for long. Open failures and unfinished jobs are never pruned.
 
 Every worker restart leaves a consumer name (``hostname-pid``) behind in the group; one idle for
 longer than :data:`DEAD_CONSUMER_IDLE_MS` that holds no pending entry is deleted — deleting a
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import asyncpg
@@ -26,12 +30,14 @@ from redis.exceptions import RedisError, ResponseError
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import as_text, work_groups
-from finally_indexer.db import tombstones
+from finally_indexer.db import failures, jobs, tombstones
 
 __all__ = [
     "DEAD_CONSUMER_IDLE_MS",
     "HOUSEKEEPING_INTERVAL_S",
+    "PRUNE_BATCH",
     "forget_dead_consumers",
+    "prune_history",
     "run_housekeeping",
     "trim_stream",
 ]
@@ -42,6 +48,8 @@ log = structlog.get_logger(__name__)
 HOUSEKEEPING_INTERVAL_S: Final = 60.0
 #: A consumer silent this long (1 h) with nothing pending is a dead process's leftover name.
 DEAD_CONSUMER_IDLE_MS: Final = 3_600_000
+#: Rows deleted per statement when pruning history: a few ms of locks and WAL per statement.
+PRUNE_BATCH: Final = 5_000
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -113,6 +121,27 @@ async def housekeeping_round(
         pruned = await tombstones.prune(pool, older_than_s=settings.tombstone_retention_s)
         if pruned:
             log.info("tombstones_pruned", n=pruned)
+        await prune_history(pool, settings)
+
+
+async def prune_history(pool: asyncpg.Pool[Any], settings: Settings, *, batch: int = PRUNE_BATCH) -> None:
+    """Delete resolved failures and finished jobs past their retention, ``batch`` rows at a time."""
+    failures_gone = await _in_batches(
+        lambda: failures.prune_resolved(pool, older_than_s=settings.failure_retention_s, limit=batch), batch
+    )
+    jobs_gone = await _in_batches(
+        lambda: jobs.prune_finished(pool, older_than_s=settings.job_retention_s, limit=batch), batch
+    )
+    if failures_gone or jobs_gone:
+        log.info("history_pruned", failures=failures_gone, jobs=jobs_gone)
+
+
+async def _in_batches(step: Callable[[], Awaitable[int]], batch: int) -> int:
+    """Run ``step`` until it deletes fewer than ``batch`` rows; the total deleted."""
+    total = 0
+    while (n := await step()) == batch:
+        total += n
+    return total + n
 
 
 async def run_housekeeping(

@@ -165,6 +165,11 @@ class RetryResult(BaseModel):
     requeued: int = Field(description="failed_operations rows re-queued.")
     job_ids: list[str] = Field(description="Jobs created for the listings (follow them at /jobs/{id}).")
     replayed_payloads: int = Field(description="Malformed raw jobs put back on the jobs stream as they were.")
+    discarded: int = Field(
+        0,
+        description="Rows that cannot be replayed (an unreadable batch entry: no listing, no job)"
+        " marked resolution 'discarded' so they never block a later retry.",
+    )
 
 
 class FailureView(BaseModel):

@@ -44,7 +44,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Streams and processing": (
         "legacy_list", "jobs_stream", "batch_stream", "events_stream", "dead_letter_stream",
         "batch_size", "reclaim_idle_ms", "max_deliveries", "worker_concurrency", "consumer_name",
-        "stream_retention_s", "tombstone_retention_s", "handler_max_s", "legacy_payload_max_bytes",
+        "stream_retention_s", "tombstone_retention_s", "failure_retention_s", "job_retention_s", "handler_max_s", "legacy_payload_max_bytes",
     ),
     "Audit": ("audit_interval_s", "audit_keep_reports"),
     "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
@@ -101,6 +101,14 @@ MEANINGS: dict[str, str] = {
     "tombstone_retention_s": (
         "Deleted listings are remembered this long (s), so that a late write of a row read before the"
         " delete cannot bring them back; then forgotten."
+    ),
+    "failure_retention_s": (
+        "Resolved failures (succeeded, re-queued, discarded) are kept this long (s) after they were"
+        " resolved, then deleted by the workers' housekeeping; open failures are never deleted."
+    ),
+    "job_retention_s": (
+        "Finished jobs (completed, failed) and their batches are kept this long (s) after they"
+        " finished, then deleted by the workers' housekeeping; pending and running jobs are never deleted."
     ),
     "db_command_timeout_s": "A PostgreSQL statement that takes longer than this (s) fails (a transient failure).",
     "handler_max_s": (

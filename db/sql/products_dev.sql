@@ -15,3 +15,6 @@ CREATE TABLE IF NOT EXISTS products (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     is_conversion boolean NOT NULL DEFAULT false  -- true = in Qdrant with its current content
 );
+-- The index docs/database.md asks the scraper team for: /status and /metrics count the pending
+-- listings and find the oldest of them from it, without reading the table.
+CREATE INDEX IF NOT EXISTS products_pending ON products (updated_at) WHERE NOT is_conversion;

@@ -141,6 +141,25 @@ async def test_retry_requeues_listings_by_operation_and_replays_raw_jobs(
     assert await pool.fetchval("SELECT retry_count FROM failed_operations WHERE id = $1", ids["u1"]) == 2
 
 
+async def test_unreplayable_batch_rows_are_discarded_and_never_block_retry_all(
+    client: httpx.AsyncClient, pool: asyncpg.Pool[Any]
+) -> None:
+    # an unreadable batch entry is dead-lettered as operation_type 'batch': no listing, no job
+    batch_rows = [await _fail(pool, "batch", None, "invalid_batch", minutes_ago=60 - i) for i in range(3)]
+    listing = await _fail(pool, "update", 21, "EmbeddingInputRejected")
+
+    first = (await client.post("/retry", json={"all": True, "limit": 3})).json()
+    second = (await client.post("/retry", json={"all": True, "limit": 3})).json()
+
+    rows = await pool.fetch("SELECT id, resolution FROM failed_operations WHERE resolved_at IS NOT NULL")
+    assert {r["id"]: r["resolution"] for r in rows} == {
+        **dict.fromkeys(batch_rows, "discarded"),
+        listing: "requeued",
+    }
+    assert (first["requeued"], first["discarded"]) == (0, 3)
+    assert (second["requeued"], second["discarded"]) == (1, 0)
+
+
 async def test_retry_filters_combine(
     client: httpx.AsyncClient, pool: asyncpg.Pool[Any], redis: aioredis.Redis, settings: Settings
 ) -> None:
@@ -151,7 +170,7 @@ async def test_retry_filters_combine(
     assert await pool.fetchval("SELECT retry_count FROM failed_operations WHERE id = $1", ids["u1"]) == 0
 
     res = (await client.post("/retry", json={"reason": "nothing-like-this"})).json()
-    assert res == {"requeued": 0, "job_ids": [], "replayed_payloads": 0}
+    assert res == {"requeued": 0, "job_ids": [], "replayed_payloads": 0, "discarded": 0}
     res = (await client.post("/retry", json={"product_ids": [13], "until": _ago(0)})).json()
     assert res["requeued"] == 1
     assert await redis.xlen(settings.jobs_stream) == 2
