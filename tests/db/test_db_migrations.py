@@ -24,6 +24,7 @@ SERVICE_TABLES = {
     "failed_operations",
     "index_tombstones",
     "audit_reports",
+    "event_outbox",
     "alembic_version",
 }
 
@@ -57,7 +58,7 @@ async def test_upgrade_creates_schema_tables_and_version(postgres_dsn: str, fres
     await asyncio.to_thread(migrate.upgrade, postgres_dsn, schema=fresh_schema)
 
     assert await _tables(postgres_dsn, fresh_schema) == SERVICE_TABLES
-    assert migrate.current(postgres_dsn, fresh_schema) == migrate.head() == "0003"
+    assert migrate.current(postgres_dsn, fresh_schema) == migrate.head() == "0004"
 
 
 async def test_upgrade_twice_is_a_no_op(postgres_dsn: str, fresh_schema: str) -> None:
@@ -154,6 +155,8 @@ def test_offline_sql_sets_the_schema_and_records_the_version() -> None:
     assert "UPDATE reviewed.alembic_version SET version_num='0002'" in sql
     assert "CREATE INDEX failed_operations_entry" in sql
     assert "UPDATE reviewed.alembic_version SET version_num='0003'" in sql
+    assert "CREATE TABLE event_outbox" in sql
+    assert "UPDATE reviewed.alembic_version SET version_num='0004'" in sql
 
 
 async def test_packaged_alembic_ini_drives_the_cli(
