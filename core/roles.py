@@ -21,6 +21,7 @@ from finally_indexer.http.server import serve_api, start_metrics_server
 from finally_indexer.processor.audit import Auditor, run_scheduled
 from finally_indexer.processor.bridge import Bridge
 from finally_indexer.processor.housekeeping import run_housekeeping
+from finally_indexer.processor.outbox import run_relay
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.recovery import BrokerSupervisor
 
@@ -30,7 +31,8 @@ log = structlog.get_logger(__name__)
 
 
 async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
-    """Run the planner, indexer and reclaimers until ``stop``; in-flight work finishes or is released.
+    """Run the planner, indexer, reclaimers and the outbox relay until ``stop``; in-flight work
+    finishes or is released.
 
     The broker is supervised (:class:`BrokerSupervisor`): lost groups are recreated and unfinished
     work re-published; :class:`~finally_indexer.core.errors.BrokerUnrecoverable` ends the worker.
@@ -52,6 +54,8 @@ async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
             tasks.create_task(
                 run_housekeeping(pipeline.redis, settings, consumer=consumer, stop=stop, pool=pipeline.pool)
             )
+            # events a crash or a failed XADD left in the outbox (the fast path relays the others)
+            tasks.create_task(run_relay(pipeline.pool, pipeline.events, stop=stop))
             if settings.audit_interval_s > 0:
                 auditor = Auditor(
                     pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store, settings=settings

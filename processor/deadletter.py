@@ -25,6 +25,7 @@ from finally_indexer.db import jobs
 from finally_indexer.db.failures import MAX_ERROR_CHARS, Failure, has_failure, record_failures
 from finally_indexer.db.pool import DB
 from finally_indexer.processor.events import EventLog
+from finally_indexer.processor.outbox import relay_soon, stage
 from finally_indexer.schemas.legacy import KEPT_PAYLOAD_BYTES, MalformedReason
 from finally_indexer.schemas.messages import BatchMessage, Event, EventType, read_job
 
@@ -56,10 +57,12 @@ class DeadLetters:
         """A job that breaks the legacy contract: keep its raw bytes (the first ones when too large)."""
         detail = storable(redact(clip(exc.detail, MAX_ERROR_CHARS)))
         failure = _job_failure(entry, _payload_of(entry, exc.reason), exc.reason, exc)
-        if not await self._write_once(entry, [failure], reason=exc.reason, error=str(exc), deliveries=1):
+        event = Event(type=EventType.JOB_MALFORMED, reason=exc.reason, message=detail)
+        if not await self._write_once(
+            entry, [failure], event, reason=exc.reason, error=str(exc), deliveries=1
+        ):
             return
         JOBS_MALFORMED.labels(reason=exc.reason).inc()
-        await self._events.append(Event(type=EventType.JOB_MALFORMED, reason=exc.reason, message=detail))
         log.warning("job_malformed", entry_id=entry.entry_id, reason=exc.reason, detail=detail)
 
     async def invalid_batch(self, entry: StreamEntry, exc: Exception, *, deliveries: int = 1) -> None:
@@ -69,15 +72,13 @@ class DeadLetters:
             operation_type="batch", reason=INVALID_BATCH_REASON, error_class=type(exc).__name__,
             error_message=str(exc), payload=_flatten(entry.fields), stream=entry.stream, entry_id=entry.entry_id,
         )  # fmt: skip
+        event = Event(type=EventType.DEAD_LETTERED, reason=INVALID_BATCH_REASON, message=message)
         written = await self._write_once(
-            entry, [failure], reason=INVALID_BATCH_REASON, error=repr(exc), deliveries=deliveries
+            entry, [failure], event, reason=INVALID_BATCH_REASON, error=repr(exc), deliveries=deliveries
         )
         if not written:
             return
         FAILURES.labels(reason=INVALID_BATCH_REASON).inc()
-        await self._events.append(
-            Event(type=EventType.DEAD_LETTERED, reason=INVALID_BATCH_REASON, message=message)
-        )
         log.warning("batch_invalid", entry_id=entry.entry_id, error=message)
 
     async def exhausted_job(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
@@ -89,11 +90,13 @@ class DeadLetters:
         async def also(conn: DB) -> None:
             await jobs.fail_job(conn, job_id, error)
 
+        event = _dead_lettered(job_id, None, [], deliveries, error)
         written = await self._write_once(
-            entry, [failure], reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries, also=also
-        )
+            entry, [failure], event, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries,
+            also=also,
+        )  # fmt: skip
         if written:
-            await self._dead_lettered_event(job_id, None, [], deliveries, error)
+            log.error("dead_lettered", job_id=job_id, deliveries=deliveries, error=error)
 
     async def exhausted_batch(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
         """A batch delivered more than ``MAX_DELIVERIES`` times: every listing of it fails.
@@ -115,22 +118,25 @@ class DeadLetters:
             if await jobs.fail_batch(conn, batch.job_id, batch.seq, deliveries=deliveries):
                 await jobs.finish_job_if_done(conn, batch.job_id)
 
+        event = _dead_lettered(batch.job_id, batch.seq, batch.product_ids, deliveries, error)
         written = await self._write_once(
-            entry, failures, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries, also=also
-        )
+            entry, failures, event, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries,
+            also=also,
+        )  # fmt: skip
         if written:
             FAILURES.labels(reason=MAX_DELIVERIES_REASON).inc(len(failures))
-            await self._dead_lettered_event(batch.job_id, batch.seq, batch.product_ids, deliveries, error)
+            log.error("dead_lettered", job_id=batch.job_id, seq=batch.seq, deliveries=deliveries, error=error)
 
     async def _write_once(
-        self, entry: StreamEntry, failures: list[Failure], *, reason: str, error: str, deliveries: int,
-        also: Callable[[DB], Awaitable[None]] | None = None,
+        self, entry: StreamEntry, failures: list[Failure], event: Event, *, reason: str, error: str,
+        deliveries: int, also: Callable[[DB], Awaitable[None]] | None = None,
     ) -> bool:  # fmt: skip
-        """Record ``failures`` and the dead-letter entry unless this entry has them; true if written.
+        """Record ``failures``, ``event`` and the dead-letter entry unless this entry has them; true if written.
 
-        One transaction, serialised per entry by an advisory lock: the rows, ``also``'s writes and
-        the check commit together. The stream entry is added before the commit, so a crash in
-        between can only add it twice (at-least-once), never leave a row without its dead letter.
+        One transaction, serialised per entry by an advisory lock: the rows, ``also``'s writes,
+        the event (in the outbox, relayed after the commit) and the check commit together. The
+        stream entry is added before the commit, so a crash in between can only add it twice
+        (at-least-once), never leave a row without its dead letter.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             key = storable(f"{entry.stream}/{entry.entry_id}")
@@ -141,18 +147,10 @@ class DeadLetters:
             await record_failures(conn, failures)
             if also is not None:
                 await also(conn)
+            await stage(conn, [event])
             await self._append(entry, reason=reason, error=error, deliveries=deliveries)
+        await relay_soon(self._pool, self._events)
         return True
-
-    async def _dead_lettered_event(
-        self, job_id: str | None, seq: int | None, ids: list[int], deliveries: int, error: str
-    ) -> None:
-        event = Event(
-            type=EventType.DEAD_LETTERED, job_id=job_id, seq=seq, product_ids=ids,
-            counts={"deliveries": deliveries}, reason=MAX_DELIVERIES_REASON, message=error,
-        )  # fmt: skip
-        await self._events.append(event)
-        log.error("dead_lettered", job_id=job_id, seq=seq, deliveries=deliveries, error=error)
 
     async def _append(self, entry: StreamEntry, *, reason: str, error: str, deliveries: int) -> None:
         fields: dict[bytes | str, bytes | str] = dict(entry.fields.items())
@@ -164,6 +162,13 @@ class DeadLetters:
         )  # fmt: skip
         await self._redis.xadd(self._stream, fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
         DEAD_LETTERS.labels(stream=entry.stream).inc()
+
+
+def _dead_lettered(job_id: str | None, seq: int | None, ids: list[int], deliveries: int, error: str) -> Event:
+    return Event(
+        type=EventType.DEAD_LETTERED, job_id=job_id, seq=seq, product_ids=ids,
+        counts={"deliveries": deliveries}, reason=MAX_DELIVERIES_REASON, message=error,
+    )  # fmt: skip
 
 
 def _job_failure(

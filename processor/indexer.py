@@ -15,8 +15,9 @@ redelivered delete cannot remove a listing re-created since.
 
 Every effect is idempotent, so a redelivered batch converges to the same state at no embedding
 cost. Transient failures propagate (the entry stays pending and is reclaimed); an input the model
-rejects, or a row without ``updated_at``, fails only its listing. Events go to Redis only after
-the transaction has committed (a slow Redis never holds the job's row lock).
+rejects, or a row without ``updated_at``, fails only its listing. The batch's events are written
+to the outbox in that transaction and relayed to Redis after the commit (a slow Redis never holds
+the job's row lock; a crash or a failed XADD only delays them: see ``processor/outbox.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from finally_indexer.db.state import IndexedListing
 from finally_indexer.processor.deadletter import DeadLetters
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
+from finally_indexer.processor.outbox import relay_soon, stage
 from finally_indexer.processor.stores.points import MODEL_KEY
 from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
 from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, VectorStore
@@ -129,8 +131,8 @@ class Indexer:
             outcome = await self._delete(batch)
         else:
             outcome = await self._sync(batch)
-        job_status = await self._commit(entry, batch, outcome, deliveries)
-        await self._report(batch, outcome, job_status)
+        await self._commit(entry, batch, outcome, deliveries)
+        await self._report(batch, outcome)
 
     async def _delete(self, batch: BatchMessage) -> _Outcome:
         """Tombstone and remove the listings, except those whose row is newer than the delete."""
@@ -249,11 +251,12 @@ class Indexer:
 
     async def _commit(
         self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, deliveries: int
-    ) -> str | None:
-        """Every PostgreSQL effect of the batch, and its completion, in one transaction.
+    ) -> None:
+        """Every PostgreSQL effect of the batch, its completion and its events, in one transaction.
 
-        Returns the job's final status when this batch closed it (no Redis call in here: the
-        caller reports after the commit, so a hung Redis cannot hold the job's row lock).
+        The events go to the outbox (:mod:`.outbox`), so a crash after the commit cannot lose
+        them; ``job_completed`` is among them when this batch closed the job. No Redis call in
+        here: the caller relays after the commit, so a hung Redis cannot hold the job's row lock.
         """
         indexed = outcome.written + outcome.skipped
         async with self._pool.acquire() as conn, conn.transaction():
@@ -270,41 +273,46 @@ class Indexer:
             await failures.resolve_succeeded(
                 conn, [x.product_id for x in indexed] + outcome.deleted + outcome.tombstoned
             )
+            job_status = None
             if await jobs.complete_batch(
                 conn, batch.job_id, batch.seq, outcome.counts(), deliveries=deliveries
             ):
-                return await jobs.finish_job_if_done(conn, batch.job_id)
-        return None
+                job_status = await jobs.finish_job_if_done(conn, batch.job_id)
+            await stage(conn, _events_of(batch, outcome, job_status))
 
     def _state_of(self, x: _Listing) -> IndexedListing:
         return IndexedListing(x.product_id, x.hash, x.updated_at, x.version, self._embedder.model)
 
-    async def _report(self, batch: BatchMessage, outcome: _Outcome, job_status: str | None) -> None:
-        """The batch's events (and the job's completion, if it closed the job), after the commit."""
-        counts = outcome.counts()
-        # Everything whose stored point changed, payload-only refreshes included (cache invalidation).
-        changed = [x.product_id for x in [*outcome.written, *outcome.refreshed]] + outcome.removed()
-        events = [
-            Event(
-                type=EventType.BATCH_INDEXED,
-                job_id=batch.job_id,
-                seq=batch.seq,
-                product_ids=changed,
-                counts=_as_dict(counts),
-            )
-        ]
-        for reason, failed in _by_reason(outcome.rejected).items():
-            events.append(Event(
-                type=EventType.ITEM_FAILED, job_id=batch.job_id, seq=batch.seq, product_ids=list(failed),
-                reason=reason, message=json.dumps(failed, ensure_ascii=False)[:2000],
-            ))  # fmt: skip
-        if job_status is not None:
-            events.append(Event(type=EventType.JOB_COMPLETED, job_id=batch.job_id, reason=job_status))
-        await self._events.extend(events)
+    async def _report(self, batch: BatchMessage, outcome: _Outcome) -> None:
+        """After the commit: relay the outbox (the batch's events, with whatever else waits there)."""
+        await relay_soon(self._pool, self._events)
         _count(outcome)
         if batch.received_ms:
             END_TO_END_SECONDS.observe(max(0.0, time.time() - batch.received_ms / 1000))
-        log.info("batch_indexed", job_id=batch.job_id, seq=batch.seq, **_as_dict(counts))
+        log.info("batch_indexed", job_id=batch.job_id, seq=batch.seq, **_as_dict(outcome.counts()))
+
+
+def _events_of(batch: BatchMessage, outcome: _Outcome, job_status: str | None) -> list[Event]:
+    """The batch's events: batch_indexed, item_failed per reason, job_completed if it closed the job."""
+    # Everything whose stored point changed, payload-only refreshes included (cache invalidation).
+    changed = [x.product_id for x in [*outcome.written, *outcome.refreshed]] + outcome.removed()
+    events = [
+        Event(
+            type=EventType.BATCH_INDEXED,
+            job_id=batch.job_id,
+            seq=batch.seq,
+            product_ids=changed,
+            counts=_as_dict(outcome.counts()),
+        )
+    ]
+    for reason, failed in _by_reason(outcome.rejected).items():
+        events.append(Event(
+            type=EventType.ITEM_FAILED, job_id=batch.job_id, seq=batch.seq, product_ids=list(failed),
+            reason=reason, message=json.dumps(failed, ensure_ascii=False)[:2000],
+        ))  # fmt: skip
+    if job_status is not None:
+        events.append(Event(type=EventType.JOB_COMPLETED, job_id=batch.job_id, reason=job_status))
+    return events
 
 
 def _requested_version(batch: BatchMessage) -> int:

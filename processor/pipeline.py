@@ -31,6 +31,7 @@ from finally_indexer.processor.embedders.factory import build_embedder
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
 from finally_indexer.processor.indexer import Indexer
+from finally_indexer.processor.outbox import relay_soon
 from finally_indexer.processor.planner import Planner
 from finally_indexer.processor.recovery import Republished, republish_unfinished
 from finally_indexer.processor.stores.factory import build_vector_store
@@ -222,12 +223,15 @@ class Pipeline:
         )
 
     async def drain(self, *, timeout_s: float = 60.0) -> DrainReport:
-        """Process everything queued and return (see :func:`~.drain.drain`)."""
-        return await drain(
+        """Process everything queued, then relay the events outbox once (what a worker's
+        :func:`~.outbox.run_relay` does), and return (see :func:`~.drain.drain`)."""
+        report = await drain(
             self.bridge, self.consumer, (self.planner_lane, self.indexer_lane),
             legacy_list=self.settings.legacy_list, reclaim_idle_ms=self.settings.reclaim_idle_ms,
             timeout_s=timeout_s,
         )  # fmt: skip
+        await relay_soon(self.pool, self.events)
+        return report
 
     async def aclose(self) -> None:
         """Close the connections :meth:`open` opened."""

@@ -1,7 +1,8 @@
 """The planner: validates each job of the jobs stream and expands it into batches for the indexer.
 
 Valid jobs are recorded in ``index_jobs`` and planned into ``index_job_batches`` in one
-transaction, then every batch is published to the batch stream. Planning is idempotent: a
+transaction, with their events in the outbox; then every batch is published to the batch stream
+and the outbox relayed (``processor/outbox.py``). Planning is idempotent: a
 redelivered job finds its plan in PostgreSQL and re-publishes the batches still pending (the
 indexer counts each batch once). Malformed jobs go to the dead letters, never lost, never fatal.
 
@@ -26,6 +27,7 @@ from finally_indexer.db import jobs, products
 from finally_indexer.db.pool import DB
 from finally_indexer.processor.deadletter import DeadLetters
 from finally_indexer.processor.events import EventLog
+from finally_indexer.processor.outbox import relay_soon, stage
 from finally_indexer.schemas.jobs import Job, Operation
 from finally_indexer.schemas.legacy import MalformedReason
 from finally_indexer.schemas.messages import BatchMessage, Event, EventType, read_job
@@ -71,17 +73,24 @@ class Planner:
         await self._report(row, batches, first_time)
 
     async def _plan(self, row: Job, entry_id: str) -> tuple[list[tuple[int, list[int]]], bool]:
-        """The job's batches (new plan, or the pending ones of an existing plan) and whether it is new."""
+        """The job's batches (new plan, or the pending ones of an existing plan) and whether it is new.
+
+        The plan's events go to the outbox in the same transaction (relayed after the publish).
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             await jobs.insert_job(conn, row, stream_entry_id=entry_id)
             locked = await jobs.lock_job(conn, row.job_id)
-            if locked is not None and locked["planned_at"] is not None:
-                return await jobs.pending_batches(conn, row.job_id), False
-            ids = row.product_ids if row.product_ids is not None else await _scan_scope(conn, row.scope)
-            chunks = [ids[i : i + self._batch_size] for i in range(0, len(ids), self._batch_size)]
-            await jobs.insert_batches(conn, row.job_id, row.operation.value, chunks)
-            await jobs.mark_planned(conn, row.job_id, total=len(ids), batches=len(chunks))
-        return list(enumerate(chunks)), True
+            first_time = locked is None or locked["planned_at"] is None
+            if first_time:
+                ids = row.product_ids if row.product_ids is not None else await _scan_scope(conn, row.scope)
+                chunks = [ids[i : i + self._batch_size] for i in range(0, len(ids), self._batch_size)]
+                await jobs.insert_batches(conn, row.job_id, row.operation.value, chunks)
+                await jobs.mark_planned(conn, row.job_id, total=len(ids), batches=len(chunks))
+                batches = list(enumerate(chunks))
+            else:
+                batches = await jobs.pending_batches(conn, row.job_id)
+            await stage(conn, _events_of(row, batches, first_time))
+        return batches, first_time
 
     async def publish(
         self, job_id: str, operation: Operation, force: bool, batches: Sequence[tuple[int, list[int]]], *,
@@ -99,23 +108,28 @@ class Planner:
         BATCHES_PLANNED.inc(len(batches))
 
     async def _report(self, row: Job, batches: Sequence[tuple[int, list[int]]], first_time: bool) -> None:
-        total = sum(len(ids) for _, ids in batches)
-        counts = {"total": total, "batches": len(batches)}
-        events = [Event(type=EventType.JOB_PLANNED, job_id=row.job_id, counts=counts)]
+        await relay_soon(self._pool, self._events)
         if first_time:
             JOBS_ACCEPTED.labels(source=row.source.value, operation=row.operation.value).inc()
-            events.insert(0, Event(type=EventType.JOB_ACCEPTED, job_id=row.job_id, reason=row.scope))
-            if not batches:
-                events.append(Event(type=EventType.JOB_COMPLETED, job_id=row.job_id, counts=counts))
-        await self._events.extend(events)
         log.info(
             "job_planned",
             job_id=row.job_id,
             scope=row.scope,
-            total=total,
+            total=sum(len(ids) for _, ids in batches),
             batches=len(batches),
             replan=not first_time,
         )
+
+
+def _events_of(row: Job, batches: Sequence[tuple[int, list[int]]], first_time: bool) -> list[Event]:
+    """job_planned; on the first plan job_accepted before it, and job_completed when it has no batch."""
+    counts = {"total": sum(len(ids) for _, ids in batches), "batches": len(batches)}
+    events = [Event(type=EventType.JOB_PLANNED, job_id=row.job_id, counts=counts)]
+    if first_time:
+        events.insert(0, Event(type=EventType.JOB_ACCEPTED, job_id=row.job_id, reason=row.scope))
+        if not batches:
+            events.append(Event(type=EventType.JOB_COMPLETED, job_id=row.job_id, counts=counts))
+    return events
 
 
 async def _scan_scope(conn: DB, scope: str) -> list[int]:

@@ -127,7 +127,12 @@ class EventType(StrEnum):
 
 
 class Event(BaseModel):
-    """An entry of the events stream; downstream consumers (the agent's cache) read ``product_ids``."""
+    """An entry of the events stream; downstream consumers (the agent's cache) read ``product_ids``.
+
+    Events are delivered at least once: ``outbox_id`` (the ``event_outbox`` row it was relayed
+    from) is the same on every copy of one event, so a consumer that must not see one twice
+    de-duplicates on it. It is ``None`` only on events never written to the outbox.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -139,6 +144,7 @@ class Event(BaseModel):
     reason: str | None = None
     message: str | None = None
     ts_ms: int = Field(default_factory=lambda: int(time.time() * 1000))
+    outbox_id: int | None = None
     v: int = SCHEMA_VERSION
 
     def to_fields(self) -> dict[str, str]:
