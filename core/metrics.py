@@ -181,6 +181,13 @@ BACKOFF_SECONDS = Gauge(
     registry=REGISTRY,
 )
 
+EVENT_OUTBOX_ROWS = Gauge(
+    "event_outbox_rows",
+    "Committed events not yet relayed to the events stream (normally 0; grows while Redis refuses them).",
+    namespace=NS,
+    registry=REGISTRY,
+)
+
 # --- the audit (projections of the latest completed report in PostgreSQL) ---------------------------
 AUDIT_LISTINGS = Gauge(
     "audit_listings",

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from finally_indexer.core import metrics as m
+from finally_indexer.db import outbox
 from finally_indexer.http.deps import PgPool
 from finally_indexer.http.status import DbFigures, StatusProjector
 from finally_indexer.processor.audit import refresh_audit_gauges
@@ -68,6 +69,7 @@ async def refresh_gauges(projector: StatusProjector, pool: PgPool | None, redis:
         async with asyncio.timeout(REFRESH_TIMEOUT_S):
             _set_db_gauges(await projector.database(pool))
             await refresh_audit_gauges(pool)
+            m.EVENT_OUTBOX_ROWS.set(await outbox.pending(pool))
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         log.warning("metrics_refresh_failed", dependency="postgres", error=repr(exc))
 

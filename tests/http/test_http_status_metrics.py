@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import httpx
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
@@ -108,8 +109,9 @@ async def test_lag_falls_back_when_redis_cannot_tell(redis: aioredis.Redis, redi
 
 
 async def test_metrics_expose_the_projection_gauges(
-    client: httpx.AsyncClient, scenario: Any, settings: Settings
+    client: httpx.AsyncClient, scenario: Any, settings: Settings, pool: asyncpg.Pool[Any]
 ) -> None:
+    await pool.executemany("INSERT INTO event_outbox (event) VALUES ($1)", [({"type": "job_planned"},)] * 2)
 
     res = await client.get("/metrics")
 
@@ -134,6 +136,7 @@ async def test_metrics_expose_the_projection_gauges(
     assert value("oldest_pending_age_seconds", **batches) >= 0
     assert value("stream_length", stream=settings.dead_letter_stream) == 2
     assert value("stream_length", stream=settings.batch_stream) == 5
+    assert value("event_outbox_rows") == 2  # committed events not yet relayed
     assert value("listings_in_source") == 10
     assert value("listings_indexed") == 6
     assert value("index_coverage_ratio") == 0.6
