@@ -8,7 +8,8 @@ every :data:`RECOVERY_CHECK_S` that its subscribers run and that both groups exi
 is not so it stops the broker, recreates the groups at id 0 (``MKSTREAM``), starts a new broker
 and re-publishes what PostgreSQL says is unfinished (:func:`republish_unfinished`). A worker that
 fails :data:`RECOVERY_ATTEMPTS` recoveries in a row raises :class:`BrokerUnrecoverable`, so the
-process exits non-zero and its own supervisor (compose ``restart:``) starts it again.
+process exits non-zero and its own supervisor (compose ``restart:``) starts it again; while Redis
+or PostgreSQL is unreachable it waits instead (that is an outage, not a failed recovery).
 
 Re-publishing is safe because the indexer counts a batch once (its row leaves ``pending`` once)
 and a job entry planned twice finds its plan: a duplicate costs time, never a double count.
@@ -26,7 +27,9 @@ import asyncpg
 import structlog
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from finally_indexer.core.errors import BrokerUnrecoverable
 from finally_indexer.core.settings import Settings
@@ -141,7 +144,12 @@ class BrokerSupervisor:
                     continue
                 await self._recover()
                 failures = 0
-            except (RedisError, asyncpg.PostgresError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError, asyncpg.PostgresConnectionError) as exc:
+                # Redis (or PostgreSQL) unreachable: nothing can recover now, and a restart of this
+                # process would not help either — wait for it instead of giving up (and in the
+                # all-in-one process, taking the API down with the worker)
+                log.warning("broker_recovery_waiting", reason="a dependency is unreachable", error=repr(exc))
+            except (RedisError, asyncpg.PostgresError) as exc:
                 failures += 1
                 log.warning("broker_recovery_failed", attempt=failures, error=repr(exc))
                 if failures >= self._attempts:

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
+from finally_indexer.devenv._process import free_port
 from finally_indexer.devenv.redis import RedisServer
 from finally_indexer.http.app import AppDeps, create_app
 from finally_indexer.processor.bridge import Bridge
@@ -30,6 +31,7 @@ from finally_indexer.processor.consume import read_new
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.enqueue import enqueue_job
 from finally_indexer.processor.pipeline import Pipeline
+from finally_indexer.processor.recovery import BrokerSupervisor
 from finally_indexer.processor.vectorstore import VectorStore
 from finally_indexer.schemas.jobs import Job, JobSource, Operation
 
@@ -154,3 +156,21 @@ async def test_worker_process_recovers_from_a_flush_and_health_reports_the_gap(
         worker.send_signal(signal.SIGCONT)
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(worker.wait(), 40) == 0
+
+
+async def test_a_supervisor_waits_out_an_unreachable_redis_instead_of_giving_up(
+    redis_settings: Settings,
+) -> None:
+    """Redis down is an outage, not a failed recovery: the worker must not exit (and, all-in-one,
+    take the API with it) after a few seconds of it."""
+    closed = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    supervisor = BrokerSupervisor(
+        redis=closed, settings=redis_settings, build=lambda: cast("Any", None),
+        republish=lambda: asyncio.sleep(0), check_s=0.02, attempts=2,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, stop.set)  # about 20 checks against a closed port
+    try:
+        await asyncio.wait_for(supervisor.run(stop), 10)  # returns at stop; no BrokerUnrecoverable
+    finally:
+        await closed.aclose()
