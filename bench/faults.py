@@ -32,11 +32,9 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import asyncpg
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from finally_indexer.core.logging import configure_logging
@@ -79,13 +77,7 @@ class Outcome:
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", ""), "LOG_LEVEL": "WARNING"}
-    for name, raw in settings:
-        if raw is None:
-            continue
-        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
-        env[name.upper()] = value.value if isinstance(value, Enum) else str(value)
-    return env
+    return {"PATH": os.environ.get("PATH", "")} | settings.as_environment()
 
 
 async def _role(settings: Settings, role: str) -> asyncio.subprocess.Process:

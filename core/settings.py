@@ -173,6 +173,16 @@ class Settings(BaseSettings):
             return EmbedderKind.OPENAI if self.openai_api_key else EmbedderKind.HASHING
         return self.embedder
 
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the environment of a child process (secrets in clear, unset ones left out)."""
+        env: dict[str, str] = {}
+        for name, raw in self:
+            if raw is None:
+                continue
+            value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+            env[name.upper()] = value.value if isinstance(value, StrEnum) else str(value)
+        return env
+
     def model_name(self) -> str:
         """The name of the model the configured embedder writes into every point's payload."""
         return c.HASHING_MODEL if self.resolved_embedder() is EmbedderKind.HASHING else self.embedding_model

@@ -6,11 +6,9 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from enum import Enum
 from typing import Any, Protocol
 
 import asyncpg
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from finally_indexer.core.errors import TransientError
@@ -146,14 +144,3 @@ async def one_row(pool: asyncpg.Pool[Any], query: str) -> asyncpg.Record:
     row = await pool.fetchrow(query)
     assert row is not None, query
     return row
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings`` as the environment of a subprocess (secrets in clear, unset ones left out)."""
-    env: dict[str, str] = {}
-    for name, raw in settings:
-        if raw is None:
-            continue
-        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
-        env[name.upper()] = value.value if isinstance(value, Enum) else str(value)
-    return env

@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pipeline.helpers import settings_env
 from redis.asyncio import Redis
 
 from finally_indexer.core.cli import EXIT_CONFIG
@@ -70,7 +69,7 @@ async def test_pipeline_open_records_its_identity(
 
 async def test_worker_command_exits_2_naming_both(settings: Settings, tmp_path: Path) -> None:
     await _build_collection(settings, _openai_built(settings))
-    env = {"PATH": os.environ.get("PATH", "")} | settings_env(settings)
+    env = {"PATH": os.environ.get("PATH", "")} | settings.as_environment()
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "finally_indexer.core.cli", "worker", env=env, cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

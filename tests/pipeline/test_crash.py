@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pipeline.helpers import add_listings, assert_converged, push, settings_env, wait_until
+from pipeline.helpers import add_listings, assert_converged, push, wait_until
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
@@ -27,7 +27,7 @@ def _env(settings: Settings, consumer: str, delay: float) -> dict[str, str]:
         "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(HERE.parent),
         "TEST_EMBED_DELAY_S": str(delay), "LOG_LEVEL": "WARNING",
     }  # fmt: skip
-    return env | settings_env(settings) | {"CONSUMER_NAME": consumer}
+    return env | settings.as_environment() | {"CONSUMER_NAME": consumer}
 
 
 async def _start(settings: Settings, consumer: str, delay: float) -> asyncio.subprocess.Process:
