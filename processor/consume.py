@@ -73,6 +73,7 @@ _UNAVAILABLE: Final = (
     RedisTimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # "connection is closed" after a restart (also a few client misuses: see notes)
+    asyncpg.InternalClientError,  # a pooled connection PostgreSQL dropped mid-operation (bench/faults.py)
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
 )

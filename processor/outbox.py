@@ -22,6 +22,7 @@ import asyncpg
 import structlog
 from redis.exceptions import RedisError
 
+from finally_indexer.core.errors import redact
 from finally_indexer.db import outbox
 from finally_indexer.db.pool import DB
 from finally_indexer.processor.events import EventLog
@@ -37,8 +38,17 @@ RELAY_BATCH: Final = 500
 #: fast path failed reach the stream once Redis answers again. An empty round is one query.
 RELAY_INTERVAL_S: Final = 1.0
 
-#: Failures a relay waits out: the rows stay in the outbox for the next round.
-_TRANSIENT: Final = (RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: Failures a relay waits out: the rows stay in the outbox for the next round. InternalClientError:
+#: what asyncpg raises on a pooled connection that PostgreSQL dropped mid-operation (seen with
+#: ``python bench/faults.py`` while PostgreSQL shut down).
+_TRANSIENT: Final = (
+    RedisError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 async def stage(db: DB, events: Sequence[Event]) -> None:
@@ -80,8 +90,11 @@ async def run_relay(
 ) -> None:
     """Relay the outbox every ``interval_s`` until ``stop`` (one round even when already stopped)."""
     while True:
-        if sent := await relay_soon(pool, events):
-            log.debug("outbox_relayed", events=sent)
+        try:
+            if sent := await relay_soon(pool, events):
+                log.debug("outbox_relayed", events=sent)
+        except Exception as exc:  # the relay is a side loop of the worker: it must never end it
+            log.error("outbox_relay_failed", error=redact(repr(exc)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
         if stop.is_set():
