@@ -181,6 +181,14 @@ BACKOFF_SECONDS = Gauge(
     registry=REGISTRY,
 )
 
+BREAKER_STATE = Gauge(
+    "dependency_breaker_state",
+    "This worker's breaker of a dependency: 0 closed, 1 half-open (probing), 2 open (its work waits).",
+    ["dependency"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+
 EVENT_OUTBOX_ROWS = Gauge(
     "event_outbox_rows",
     "Committed events not yet relayed to the events stream (normally 0; grows while Redis refuses them).",

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     db_pool_min: int = Field(1, ge=0)
     db_pool_max: int = Field(10, ge=1)
+    db_pool_acquire_timeout_s: float = Field(30.0, gt=0)
     #: Schema for the service's tables (``search_path`` = this schema, then ``public``); tests use one each.
     postgres_schema: str | None = None
 
@@ -74,6 +75,8 @@ class Settings(BaseSettings):
     qdrant_api_key: SecretStr | None = None
     qdrant_path: Path = Path("var/qdrant")
     collection: str = c.COLLECTION
+    #: Whole seconds: qdrant-client rounds a fractional timeout up.
+    qdrant_timeout_s: int = Field(10, ge=1)
 
     # Embeddings
     embedder: EmbedderKind = EmbedderKind.AUTO
@@ -102,6 +105,9 @@ class Settings(BaseSettings):
     job_retention_s: int = Field(30 * 86_400, ge=0)
     handler_max_s: float = Field(900.0, gt=0)
     db_command_timeout_s: float = Field(60.0, gt=0)
+    work_max_age_s: int = Field(86_400, ge=60)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_open_s: float = Field(30.0, gt=0)
     #: 4 MiB: a job of 100,000 ids (the most a job may name) is up to ~2.1 MB of JSON with
     #: 19-digit ids, and must fit (with its extras) under the cap.
     legacy_payload_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)

@@ -29,6 +29,7 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "DB",
     "PING_TIMEOUT_S",
+    "BoundedPool",
     "create_pool",
     "ping",
     "quote_schema",
@@ -92,6 +93,27 @@ def _where(dsn: str) -> str:
     return tail.split("?", 1)[0]
 
 
+class BoundedPool(asyncpg.Pool):
+    """A pool whose every acquire has a deadline (``DB_POOL_ACQUIRE_TIMEOUT_S``) unless one is given.
+
+    asyncpg's own default is to wait forever, and ``pool.fetch(...)`` and friends acquire without
+    a timeout: with every connection held by calls hung on a black-holed server, each further
+    caller would queue for good. A ``TimeoutError`` is a transient failure like any outage.
+    """
+
+    def __init__(self, *connect_args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        self.acquire_timeout = acquire_timeout
+        kwargs.setdefault("max_queries", 50_000)  # asyncpg.create_pool's defaults
+        kwargs.setdefault("max_inactive_connection_lifetime", 300.0)
+        kwargs.setdefault("loop", None)
+        kwargs.setdefault("connection_class", asyncpg.Connection)
+        kwargs.setdefault("record_class", asyncpg.Record)
+        super().__init__(*connect_args, **kwargs)
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
 async def create_pool(settings: Settings, *, schema: str | None = None) -> asyncpg.Pool[Any]:
     """Open a pool of ``DB_POOL_MIN``..``DB_POOL_MAX`` connections on ``schema`` (or ``POSTGRES_SCHEMA``).
 
@@ -106,8 +128,9 @@ async def create_pool(settings: Settings, *, schema: str | None = None) -> async
     if chosen is not None:
         server_settings["search_path"] = f"{quote_schema(chosen)}, public"
     try:
-        pool = await asyncpg.create_pool(
+        pool: asyncpg.Pool[Any] = await BoundedPool(
             dsn,
+            acquire_timeout=settings.db_pool_acquire_timeout_s,
             min_size=min(settings.db_pool_min, settings.db_pool_max),
             max_size=settings.db_pool_max,
             timeout=CONNECT_TIMEOUT_S,

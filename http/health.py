@@ -4,7 +4,11 @@ The three dependency checks run at once, each bounded by :data:`CHECK_TIMEOUT_S`
 answers, both work streams must have their consumer group: a missing one (a flushed Redis, a
 failover to an empty replica, no worker started yet) means nothing consumes that stream, which
 any process can see — the API may run without a worker — so it is ``stopped`` until a worker
-recreates the group (:mod:`finally_indexer.processor.recovery`). The liveness
+recreates the group (:mod:`finally_indexer.processor.recovery`). A dependency breaker a worker
+holds open (:mod:`finally_indexer.processor.breaker`) is read from the workers' reports in Redis:
+the embedding API is not checked here, and PostgreSQL or Qdrant may answer this process's probe
+while failing a worker's calls — the report names the dependency, the worker and the last
+failure, and ends when the breaker closes (or the worker is gone). The liveness
 route calls nothing, so the metrics server of the worker and bridge processes serves it too
 (:mod:`finally_indexer.http.metrics`).
 """
@@ -25,6 +29,7 @@ from redis.exceptions import RedisError
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.deps import AppDeps, PgPool
+from finally_indexer.processor.breaker import board_key, read_board
 from finally_indexer.processor.recovery import missing_groups
 from finally_indexer.processor.vectorstore import VectorStore
 from finally_indexer.schemas.api import CheckResult, HealthReport
@@ -38,8 +43,10 @@ CHECK_TIMEOUT_S = 1.0
     tags=["health"],
     summary="PostgreSQL, Redis and Qdrant connectivity; the work streams are consumed",
     description=(
-        "200 when all three answer within 1 s and both work streams have their consumer group; "
-        "503 with `down` naming the dependencies that do not answer and `stopped` the streams nothing consumes."
+        "200 when all three answer within 1 s, both work streams have their consumer group and no "
+        "worker holds a dependency breaker open; 503 with `down` naming the dependencies that do not "
+        "answer, `stopped` the streams nothing consumes and `breakers` the open breakers (dependency, "
+        "worker, last failure)."
     ),
     responses={
         HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
@@ -53,7 +60,8 @@ async def health(
     report = await check_all(deps.pool, deps.redis, deps.store)
     if not report.down:
         report.stopped = await stopped_work(deps.redis, settings)
-        report.status = "degraded" if report.stopped else "ok"
+        report.breakers = await open_breakers(deps.redis, settings)
+        report.status = "degraded" if report.stopped or report.breakers else "ok"
     degraded = report.status == "degraded"
     return Response(report, status_code=HTTP_503_SERVICE_UNAVAILABLE if degraded else HTTP_200_OK)
 
@@ -70,6 +78,17 @@ async def stopped_work(redis: Redis, settings: Settings) -> list[str]:
         "(Redis lost its data or no worker has started; a worker recreates it)"
         for p in missing
     ]
+
+
+async def open_breakers(redis: Redis, settings: Settings) -> list[str]:
+    """One sentence per dependency breaker a worker reports open or half-open (empty when Redis does not answer)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            reports = await read_board(redis, key=board_key(settings.jobs_stream))
+    except (TimeoutError, RedisError):  # Redis answered PING a moment ago; its check says the rest
+        return []
+    now_ms = int(time.time() * 1000)
+    return [r.describe(now_ms) for r in reports]
 
 
 @get("/health/live", tags=["health"], summary="Liveness: the process answers (no dependency calls)")

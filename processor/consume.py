@@ -13,7 +13,10 @@ alike, whoever read the entries (a FastStream subscriber in a worker, :func:`rea
    :class:`~finally_indexer.core.errors.ConfigurationError` (a revoked key, a wrong model name):
    the listings are not at fault, so it is processed again and stays pending until the fix.
    An outage therefore costs time, never dead letters; while a dependency fails, the consumer
-   backs off (:class:`Backoff`).
+   backs off (:class:`Backoff`), and once a dependency has failed ``BREAKER_FAILURES`` times in a
+   row its breaker opens (:mod:`.breaker`): deliveries that need it wait for a probe to succeed.
+   The one bound on an outage is age: a redelivered entry that entered its stream more than
+   ``WORK_MAX_AGE_S`` ago is dead-lettered with reason ``max_age_exceeded`` (replayable).
 3. **The failure memory.** Each failure is remembered per (stream, entry) in Redis
    (:class:`FailureMemory`: it survives the restart that fixes a setting) and becomes the dead
    letter's message.
@@ -44,6 +47,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from finally_indexer.core.errors import ConfigurationError, TransientError, redact
 from finally_indexer.core.metrics import BACKOFF_SECONDS, CONFIGURATION_ERRORS, REDELIVERIES
 from finally_indexer.core.streams import StreamEntry, StreamGroup, as_text
+from finally_indexer.processor.breaker import Breakers
+from finally_indexer.processor.deadletter import MAX_AGE_REASON, MAX_DELIVERIES_REASON
+from finally_indexer.processor.dependencies import ALL_DEPENDENCIES, Dependency, blame
 
 __all__ = [
     "Consumed",
@@ -51,6 +57,7 @@ __all__ = [
     "Lane",
     "claim_idle",
     "entries_of",
+    "entry_time_ms",
     "is_transient",
     "keep_claimed",
     "read_new",
@@ -72,11 +79,14 @@ _UNAVAILABLE: Final = (
     RedisConnectionError,
     RedisTimeoutError,
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,  # "connection is closed" after a restart (also a few client misuses: see notes)
     asyncpg.InternalClientError,  # a pooled connection PostgreSQL dropped mid-operation (bench/faults.py)
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
 )
+#: What asyncpg says (as a plain ``InterfaceError``) when a pooled connection died under a call:
+#: a restart of PostgreSQL. Its other ``InterfaceError``\ s are client misuse (an operation already
+#: in progress, a released connection) and count like any bug.
+_CONNECTION_LOST: Final = "connection is closed"
 #: Heartbeats per ``RECLAIM_IDLE_MS`` while entries are worked on: at a third, two heartbeats can
 #: be late or fail before the entries look idle to a reclaimer.
 HEARTBEATS_PER_IDLE: Final = 3
@@ -98,18 +108,21 @@ return #mine
 
 #: Process one entry on its n-th delivery; raise to leave it pending.
 Process = Callable[[StreamEntry, int], Awaitable[None]]
-#: Dead-letter one entry after n deliveries, with the last error seen for it (if any).
-GiveUp = Callable[[StreamEntry, int, str | None], Awaitable[None]]
+#: Dead-letter one entry after n deliveries, with the last error seen for it (if any) and the
+#: reason code (``max_deliveries`` or ``max_age_exceeded``).
+GiveUp = Callable[[StreamEntry, int, str | None, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Lane:
-    """One work stream's handling: what processes an entry, what dead-letters it, how many at once."""
+    """One work stream's handling: what processes an entry, what dead-letters it, how many at once,
+    and the dependencies its deliveries need (an open breaker of one of them holds the lane)."""
 
     pair: StreamGroup
     process: Process
     give_up: GiveUp
     concurrency: int = 1
+    needs: frozenset[Dependency] = ALL_DEPENDENCIES
 
 
 @dataclass(slots=True)
@@ -126,6 +139,7 @@ class Consumer:
     def __init__(
         self, redis: Redis, *, consumer: str, max_deliveries: int, reclaim_idle_ms: int,
         handler_max_s: float | None = None, backoff: Backoff | None = None,
+        breakers: Breakers | None = None, max_age_s: float | None = None,
     ) -> None:  # fmt: skip
         self.redis = redis
         self.name = consumer
@@ -134,6 +148,8 @@ class Consumer:
         self._handler_max_s = handler_max_s
         self._memory = FailureMemory(redis)
         self._backoff = backoff if backoff is not None else Backoff()
+        self.breakers = breakers
+        self._max_age_ms = None if max_age_s is None else max_age_s * 1000
 
     async def consume(
         self, lane: Lane, entries: Sequence[StreamEntry], deliveries: Mapping[str, int] | None = None
@@ -150,15 +166,27 @@ class Consumer:
         async with keep_claimed(
             self.redis, lane.pair, self.name, ids, every_s=self._every_s, max_s=self._handler_max_s
         ):
-            await self._backoff.wait(lane.pair.stream)  # a dependency was down: do not hammer it
-            results = await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
+            # a dependency is down: wait (entries kept claimed) instead of hammering it
+            probing = await self.breakers.admit(lane.needs) if self.breakers else frozenset()
+            try:
+                await self._backoff.wait(lane.pair.stream)
+                results = await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
+            except BaseException:
+                if self.breakers:
+                    self.breakers.release(probing)
+                raise
         outcome = Consumed()
         for entry, result in zip(entries, results, strict=True):
             if isinstance(result, BaseException):
                 outcome.failed[entry.entry_id] = result
             else:
                 outcome.acked.append(entry.entry_id)
-        self._backoff.record(lane.pair.stream, failed=any(map(is_transient, outcome.failed.values())))
+        transient = [e for e in outcome.failed.values() if is_transient(e)]
+        self._backoff.record(lane.pair.stream, failed=bool(transient))
+        if self.breakers:
+            self.breakers.settle(
+                lane.needs, probing, failed=_blamed(transient), succeeded=bool(outcome.acked)
+            )
         if outcome.acked:
             async with self.redis.pipeline(transaction=True) as tx:
                 tx.xack(lane.pair.stream, lane.pair.group, *outcome.acked)
@@ -171,8 +199,14 @@ class Consumer:
             past = await self._memory.recall(entry)
             # failures of a dependency (transient) do not count; a crash mid-delivery does
             if deliveries - past.transient > self._max and not past.misconfigured:
-                await lane.give_up(entry, deliveries, past.error)
+                await lane.give_up(entry, deliveries, past.error, MAX_DELIVERIES_REASON)
                 return
+        if deliveries > 1 and self._too_old(entry):
+            # however its deliveries failed (outages, a misconfiguration): the operator's bound
+            past = await self._memory.recall(entry)
+            log.warning("work_too_old", stream=entry.stream, entry_id=entry.entry_id, deliveries=deliveries)
+            await lane.give_up(entry, deliveries, past.error, MAX_AGE_REASON)
+            return
         if deliveries > 1:
             REDELIVERIES.labels(stream=entry.stream).inc()
             log.info("entry_redelivered", stream=entry.stream, entry_id=entry.entry_id, deliveries=deliveries)
@@ -181,6 +215,13 @@ class Consumer:
         except Exception as exc:
             await self._note(entry, exc)
             raise
+
+    def _too_old(self, entry: StreamEntry) -> bool:
+        """Whether the entry entered its stream more than ``WORK_MAX_AGE_S`` ago (its id's time)."""
+        if self._max_age_ms is None:
+            return False
+        enqueued_ms = entry_time_ms(entry.entry_id)
+        return enqueued_ms is not None and time.time() * 1000 - enqueued_ms > self._max_age_ms
 
     async def _note(self, entry: StreamEntry, exc: Exception) -> None:
         try:
@@ -207,7 +248,24 @@ class Consumer:
 
 def is_transient(exc: BaseException) -> bool:
     """A failure of a dependency (down, slow, rate-limiting), not of the entry: it never counts."""
+    if isinstance(exc, asyncpg.InterfaceError):
+        return _CONNECTION_LOST in str(exc)
     return isinstance(exc, (TransientError, *_UNAVAILABLE))
+
+
+def entry_time_ms(entry_id: str) -> int | None:
+    """When an entry was added to its stream: the milliseconds part of its id (None if not an id)."""
+    head = entry_id.partition("-")[0]
+    return int(head) if head.isdigit() else None
+
+
+def _blamed(failures: Sequence[BaseException]) -> dict[Dependency, str]:
+    """The dependencies ``failures`` are blamed on, each with its last failure's text."""
+    blamed: dict[Dependency, str] = {}
+    for exc in failures:
+        if (dependency := blame(exc)) is not None:
+            blamed[dependency] = f"{type(exc).__name__}: {exc}"
+    return blamed
 
 
 # --- failure memory -------------------------------------------------------------------------------

@@ -35,6 +35,10 @@ log = structlog.get_logger(__name__)
 
 #: Reason code of an entry delivered more than ``MAX_DELIVERIES`` times.
 MAX_DELIVERIES_REASON = "max_deliveries"
+#: Reason code of a redelivered entry whose work is older than ``WORK_MAX_AGE_S``.
+MAX_AGE_REASON = "max_age_exceeded"
+#: ``failed_operations.error_class`` per give-up reason.
+_GIVE_UP_CLASSES = {MAX_DELIVERIES_REASON: "MaxDeliveries", MAX_AGE_REASON: "MaxAgeExceeded"}
 #: Reason code of a batch-stream entry that does not parse as a BatchMessage.
 INVALID_BATCH_REASON = "invalid_batch"
 
@@ -81,25 +85,28 @@ class DeadLetters:
         FAILURES.labels(reason=INVALID_BATCH_REASON).inc()
         log.warning("batch_invalid", entry_id=entry.entry_id, error=message)
 
-    async def exhausted_job(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
-        """A job entry delivered more than ``MAX_DELIVERIES`` times."""
-        error = storable(redact(clip(last_error or f"delivered {deliveries} times without success", 2000)))
-        failure = _job_failure(entry, _payload_of(entry), MAX_DELIVERIES_REASON, None, error)
+    async def exhausted_job(
+        self, entry: StreamEntry, deliveries: int, last_error: str | None, reason: str = MAX_DELIVERIES_REASON
+    ) -> None:
+        """A job entry given up: delivered more than ``MAX_DELIVERIES`` times, or its work too old."""
+        error = storable(redact(clip(last_error or _given_up(reason, deliveries), 2000)))
+        failure = _job_failure(entry, _payload_of(entry), reason, None, error)
         job_id = _job_id_of(entry)
 
         async def also(conn: DB) -> None:
             await jobs.fail_job(conn, job_id, error)
 
-        event = _dead_lettered(job_id, None, [], deliveries, error)
+        event = _dead_lettered(job_id, None, [], deliveries, error, reason=reason)
         written = await self._write_once(
-            entry, [failure], event, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries,
-            also=also,
-        )  # fmt: skip
+            entry, [failure], event, reason=reason, error=error, deliveries=deliveries, also=also
+        )
         if written:
-            log.error("dead_lettered", job_id=job_id, deliveries=deliveries, error=error)
+            log.error("dead_lettered", job_id=job_id, deliveries=deliveries, reason=reason, error=error)
 
-    async def exhausted_batch(self, entry: StreamEntry, deliveries: int, last_error: str | None) -> None:
-        """A batch delivered more than ``MAX_DELIVERIES`` times: every listing of it fails.
+    async def exhausted_batch(
+        self, entry: StreamEntry, deliveries: int, last_error: str | None, reason: str = MAX_DELIVERIES_REASON
+    ) -> None:
+        """A batch given up (too many deliveries, or too old): every listing of it fails.
 
         An entry that does not even parse (its invalid-batch dead letter failed on every earlier
         delivery) is dead-lettered as invalid now, raw fields and all: raising here would leave
@@ -110,22 +117,24 @@ class DeadLetters:
         except Exception as exc:  # whatever the fields hold, the entry is dead-lettered
             await self.invalid_batch(entry, exc, deliveries=deliveries)
             return
-        error = storable(redact(clip(last_error or f"delivered {deliveries} times without success", 2000)))
-        failures = [_listing_failure(entry, batch, pid, error) for pid in batch.product_ids]
+        error = storable(redact(clip(last_error or _given_up(reason, deliveries), 2000)))
+        failures = [_listing_failure(entry, batch, pid, error, reason) for pid in batch.product_ids]
 
         async def also(conn: DB) -> None:
             await jobs.lock_job(conn, batch.job_id)  # serialises with the job's other batches
             if await jobs.fail_batch(conn, batch.job_id, batch.seq, deliveries=deliveries):
                 await jobs.finish_job_if_done(conn, batch.job_id)
 
-        event = _dead_lettered(batch.job_id, batch.seq, batch.product_ids, deliveries, error)
+        event = _dead_lettered(batch.job_id, batch.seq, batch.product_ids, deliveries, error, reason=reason)
         written = await self._write_once(
-            entry, failures, event, reason=MAX_DELIVERIES_REASON, error=error, deliveries=deliveries,
-            also=also,
-        )  # fmt: skip
+            entry, failures, event, reason=reason, error=error, deliveries=deliveries, also=also
+        )
         if written:
-            FAILURES.labels(reason=MAX_DELIVERIES_REASON).inc(len(failures))
-            log.error("dead_lettered", job_id=batch.job_id, seq=batch.seq, deliveries=deliveries, error=error)
+            FAILURES.labels(reason=reason).inc(len(failures))
+            log.error(
+                "dead_lettered", job_id=batch.job_id, seq=batch.seq, deliveries=deliveries, reason=reason,
+                error=error,
+            )  # fmt: skip
 
     async def _write_once(
         self, entry: StreamEntry, failures: list[Failure], event: Event, *, reason: str, error: str,
@@ -164,10 +173,18 @@ class DeadLetters:
         DEAD_LETTERS.labels(stream=entry.stream).inc()
 
 
-def _dead_lettered(job_id: str | None, seq: int | None, ids: list[int], deliveries: int, error: str) -> Event:
+def _given_up(reason: str, deliveries: int) -> str:
+    if reason == MAX_AGE_REASON:
+        return f"work older than WORK_MAX_AGE_S after {deliveries} deliveries"
+    return f"delivered {deliveries} times without success"
+
+
+def _dead_lettered(
+    job_id: str | None, seq: int | None, ids: list[int], deliveries: int, error: str, *, reason: str
+) -> Event:
     return Event(
         type=EventType.DEAD_LETTERED, job_id=job_id, seq=seq, product_ids=ids,
-        counts={"deliveries": deliveries}, reason=MAX_DELIVERIES_REASON, message=error,
+        counts={"deliveries": deliveries}, reason=reason, message=error,
     )  # fmt: skip
 
 
@@ -175,15 +192,18 @@ def _job_failure(
     entry: StreamEntry, payload: bytes, reason: str, exc: MalformedJob | None, error: str | None = None
 ) -> Failure:
     return Failure(
-        operation_type="job", reason=reason, error_class=type(exc).__name__ if exc else "MaxDeliveries",
+        operation_type="job", reason=reason,
+        error_class=type(exc).__name__ if exc else _GIVE_UP_CLASSES.get(reason, "GivenUp"),
         error_message=str(exc) if exc else (error or reason), payload=payload,
         stream=entry.stream, entry_id=entry.entry_id,
     )  # fmt: skip
 
 
-def _listing_failure(entry: StreamEntry, batch: BatchMessage, product_id: int, error: str) -> Failure:
+def _listing_failure(
+    entry: StreamEntry, batch: BatchMessage, product_id: int, error: str, reason: str
+) -> Failure:
     return Failure(
-        operation_type=batch.operation.value, reason=MAX_DELIVERIES_REASON, error_class="MaxDeliveries",
+        operation_type=batch.operation.value, reason=reason, error_class=_GIVE_UP_CLASSES.get(reason, "GivenUp"),
         error_message=error, product_id=product_id, job_id=batch.job_id,
         stream=entry.stream, entry_id=entry.entry_id,
     )  # fmt: skip

@@ -39,6 +39,7 @@ from finally_indexer.db.failures import Failure
 from finally_indexer.db.jobs import BatchCounts
 from finally_indexer.db.state import IndexedListing
 from finally_indexer.processor.deadletter import DeadLetters
+from finally_indexer.processor.dependencies import Dependency, calling
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
 from finally_indexer.processor.outbox import relay_soon, stage
@@ -216,7 +217,8 @@ class Indexer:
         return todo
 
     async def _embed_and_upsert(self, todo: list[_Listing], outcome: _Outcome) -> None:
-        result = await self._embedder.embed_many([x.text for x in todo])
+        with calling(Dependency.EMBEDDING):  # whatever the embedder raises is the embedding API's
+            result = await self._embedder.embed_many([x.text for x in todo])
         points: list[ListingPoint] = []
         for i, (x, vector) in enumerate(zip(todo, result.vectors, strict=True)):
             if vector is None:

@@ -22,10 +22,12 @@ from redis.asyncio import Redis
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamGroup, batch_group, jobs_group
 from finally_indexer.db.pool import create_pool
+from finally_indexer.processor.breaker import BreakerBoard, Breakers, board_key
 from finally_indexer.processor.bridge import Bridge
 from finally_indexer.processor.broker import build_broker, consumer_name, ensure_groups
 from finally_indexer.processor.consume import Consumer, Lane
 from finally_indexer.processor.deadletter import DeadLetters
+from finally_indexer.processor.dependencies import Dependency
 from finally_indexer.processor.drain import DrainReport, drain
 from finally_indexer.processor.embedders.factory import build_embedder
 from finally_indexer.processor.embedding import Embedder
@@ -41,6 +43,9 @@ from finally_indexer.processor.vectorstore import CollectionIdentity, VectorStor
 __all__ = ["Connections", "DrainReport", "Pipeline", "collection_identity"]
 
 _Close = Callable[[], Awaitable[Any]]
+
+#: The planner reads PostgreSQL and writes Redis; it never waits on the vector store or the embedder.
+PLANNER_NEEDS = frozenset({Dependency.POSTGRES, Dependency.REDIS})
 
 #: No Redis call of a worker waits forever on a dead connection: the longest blocking call is the
 #: bridge's 1 s BLMOVE wake-up, so 30 s means the connection is gone, not that the server is busy.
@@ -179,13 +184,20 @@ class Pipeline:
             pool=pool, store=conns.store, embedder=embedder, events=events, dead_letters=dead,
             text_template=settings.text_template,
         )  # fmt: skip
+        name = consumer_name(settings)
+        breakers = Breakers(
+            failures=settings.breaker_failures, open_s=settings.breaker_open_s,
+            board=BreakerBoard(redis, consumer=name, key=board_key(settings.jobs_stream)),
+        )  # fmt: skip
         consumer = Consumer(
-            redis, consumer=consumer_name(settings), max_deliveries=settings.max_deliveries,
+            redis, consumer=name, max_deliveries=settings.max_deliveries,
             reclaim_idle_ms=settings.reclaim_idle_ms, handler_max_s=settings.handler_max_s,
+            breakers=breakers, max_age_s=settings.work_max_age_s,
         )  # fmt: skip
         planner_lane = Lane(
-            jobs_group(settings), process=lambda entry, _n: planner.handle(entry), give_up=dead.exhausted_job
-        )
+            jobs_group(settings), process=lambda entry, _n: planner.handle(entry), give_up=dead.exhausted_job,
+            needs=PLANNER_NEEDS,
+        )  # fmt: skip
         indexer_lane = Lane(
             batch_group(settings), process=lambda entry, n: indexer.handle(entry, deliveries=n),
             give_up=dead.exhausted_batch, concurrency=settings.worker_concurrency,

@@ -231,13 +231,15 @@ class HealthReport(BaseModel):
     """``GET /health``: 200 when every dependency answers and the work streams are consumed.
 
     503 ``degraded`` names the dependencies that do not answer (``down``) and, one sentence each,
-    the work streams whose consumer group is missing (``stopped``: nothing consumes them).
+    the work streams whose consumer group is missing (``stopped``: nothing consumes them) and the
+    dependency breakers workers hold open (``breakers``: their work waits for the dependency).
     """
 
     status: Literal["ok", "degraded"]
     down: list[str]
     checks: dict[str, CheckResult]
     stopped: list[str] = []
+    breakers: list[str] = []
 
 
 class ErrorBody(BaseModel):

@@ -30,12 +30,13 @@ ENV_EXAMPLE = ROOT / ".env.example"
 SECTIONS: dict[str, tuple[str, ...]] = {
     "PostgreSQL": (
         "postgres_host", "postgres_port", "postgres_user", "postgres_password", "postgres_db",
-        "database_url", "postgres_schema", "db_pool_min", "db_pool_max", "db_command_timeout_s",
+        "database_url", "postgres_schema", "db_pool_min", "db_pool_max", "db_pool_acquire_timeout_s",
+        "db_command_timeout_s",
     ),
     "Redis": ("redis_host", "redis_port", "redis_password", "redis_url"),
     "Vector store (Qdrant)": (
         "vector_store", "qdrant_host", "qdrant_port", "qdrant_url", "qdrant_api_key", "qdrant_path",
-        "collection",
+        "collection", "qdrant_timeout_s",
     ),
     "Embeddings": (
         "embedder", "openai_api_key", "openai_base_url", "embedding_model", "vector_size",
@@ -45,6 +46,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "legacy_list", "jobs_stream", "batch_stream", "events_stream", "dead_letter_stream",
         "batch_size", "reclaim_idle_ms", "max_deliveries", "worker_concurrency", "consumer_name",
         "stream_retention_s", "tombstone_retention_s", "failure_retention_s", "job_retention_s", "handler_max_s", "legacy_payload_max_bytes",
+        "work_max_age_s", "breaker_failures", "breaker_open_s",
     ),
     "Audit": ("audit_interval_s", "audit_keep_reports"),
     "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
@@ -111,6 +113,24 @@ MEANINGS: dict[str, str] = {
         " finished, then deleted by the workers' housekeeping; pending and running jobs are never deleted."
     ),
     "db_command_timeout_s": "A PostgreSQL statement that takes longer than this (s) fails (a transient failure).",
+    "db_pool_acquire_timeout_s": (
+        "Waiting for a free pooled PostgreSQL connection fails after this long (s): a transient"
+        " failure instead of a wait without end when every connection is held by hung calls."
+    ),
+    "qdrant_timeout_s": "A request to the Qdrant server (`VECTOR_STORE=server`) fails after this many whole seconds (transient).",
+    "work_max_age_s": (
+        "A redelivered entry whose work entered its stream longer ago than this (s) is dead-lettered"
+        " with reason `max_age_exceeded`, even when all its failures were outages; replay it with"
+        " `POST /retry`."
+    ),
+    "breaker_failures": (
+        "Consecutive transient failures of one dependency (PostgreSQL, Redis, vector store, embedding"
+        " API) that open its breaker: the worker then pauses instead of retrying."
+    ),
+    "breaker_open_s": (
+        "An open breaker lets one probe delivery through after this long (s); its success closes the"
+        " breaker, its failure opens it again."
+    ),
     "handler_max_s": (
         "A delivery is kept claimed (heartbeats) at most this long (s); a handler hung past it lets"
         " its entries go idle, and another worker reclaims them."

@@ -163,6 +163,7 @@ def redis_settings(redis_url: str, test_uid: str, tmp_path: Path) -> Settings:
         vector_size=64,
         batch_size=8,
         reclaim_idle_ms=300,
+        breaker_open_s=0.2,  # scaled down like the reclaim idle time: an outage's pauses stay short
         legacy_list=f"t{uid}:indexing_jobs",
         jobs_stream=f"{{t{uid}:indexing_jobs}}:jobs",
         batch_stream=f"t{uid}:batches",

@@ -125,9 +125,11 @@ class QdrantServerStore:
         if settings.vector_store is VectorStoreKind.SERVER:
             api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
             # The version check runs in a background thread and only warns; ``ping`` is our check.
+            # QDRANT_TIMEOUT_S bounds every request: a black-holed server is an outage, not a hang
             client = AsyncQdrantClient(
-                url=settings.qdrant_location(), api_key=api_key, check_compatibility=False
-            )
+                url=settings.qdrant_location(), api_key=api_key, check_compatibility=False,
+                timeout=settings.qdrant_timeout_s,
+            )  # fmt: skip
             return cls(client, collection=settings.collection, vector_size=settings.vector_size)
         if str(settings.qdrant_path) == MEMORY:
             client = AsyncQdrantClient(location=MEMORY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -51,6 +52,25 @@ async def test_a_statement_past_the_command_timeout_fails(settings: Settings) ->
         with pytest.raises(TimeoutError):
             await db_pool.fetchval("SELECT pg_sleep(5)")
         assert await db_pool.fetchval("SELECT 1") == 1  # the pool is usable afterwards
+    finally:
+        await db_pool.close()
+
+
+async def test_waiting_for_a_pooled_connection_fails_after_the_acquire_timeout(settings: Settings) -> None:
+    """Every connection held (by calls hung on a dead server): the next caller gets a TimeoutError
+    after DB_POOL_ACQUIRE_TIMEOUT_S instead of queueing forever — also through ``pool.fetchval``,
+    which acquires without a timeout of its own."""
+    db_pool = await create_pool(
+        settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 1, "db_pool_acquire_timeout_s": 0.2})
+    )
+    try:
+        async with db_pool.acquire():  # the only connection, held
+            waiting = asyncio.create_task(db_pool.fetchval("SELECT 1"))
+            # generous: only a wait without end (asyncpg's default) leaves the task unfinished
+            await asyncio.wait({waiting}, timeout=30)
+            assert waiting.done()
+            assert isinstance(waiting.exception(), TimeoutError)
+        assert await db_pool.fetchval("SELECT 1") == 1  # released: usable again
     finally:
         await db_pool.close()
 
