@@ -20,6 +20,30 @@ async def test_a_nul_byte_in_a_failures_filter_is_400_invalid_input(client: http
     assert "Traceback" not in res.text
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "detail"),
+    [
+        (
+            "/failures",
+            {"reason": "a\x00b"},
+            "a text value holds a character that cannot be stored (such as NUL)",
+        ),
+        ("/jobs/%00", {}, "a text value holds a character that cannot be stored (such as NUL)"),
+    ],
+)
+async def test_a_refused_value_is_told_in_a_fixed_sentence_not_postgres_words(
+    client: httpx.AsyncClient, path: str, params: dict[str, str], detail: str
+) -> None:
+    """PostgreSQL's message (encodings, bytes, internals) stays in the log; the client gets one
+    short sentence saying which kind of value was refused."""
+    res = await client.get(path, params=params)
+    assert res.status_code == 400, res.text
+    body = res.json()
+    assert body["detail"] == detail
+    assert "UTF8" not in res.text
+    assert "0x00" not in res.text
+
+
 async def test_a_nul_byte_as_a_job_id_is_not_a_server_error(client: httpx.AsyncClient) -> None:
     res = await client.get("/jobs/%00")
     assert res.status_code in (400, 404), res.text
