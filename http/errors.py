@@ -16,7 +16,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 from redis.exceptions import RedisError
 
-from finally_indexer.core.errors import DependencyUnavailable
+from finally_indexer.core.errors import DependencyUnavailable, clip
 
 log = structlog.get_logger(__name__)
 
@@ -51,14 +51,34 @@ def dependency_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
+#: What the client is told per kind of refused value: PostgreSQL's own message names types,
+#: functions, encodings and bytes of the query — internals, and sometimes the input echoed back
+#: unbounded — so it goes to the log only.
+_REFUSED: tuple[tuple[type[asyncpg.DataError], str], ...] = (
+    (
+        asyncpg.CharacterNotInRepertoireError,
+        "a text value holds a character that cannot be stored (such as NUL)",
+    ),
+    (asyncpg.UntranslatableCharacterError, "a text value holds a character that cannot be stored"),
+    (asyncpg.NumericValueOutOfRangeError, "a number is out of range"),
+    (asyncpg.DatetimeFieldOverflowError, "a date or time is out of range"),
+    (asyncpg.StringDataRightTruncationError, "a text value is too long"),
+    (asyncpg.InvalidTextRepresentationError, "a value is not in the expected format"),
+    (asyncpg.InvalidDatetimeFormatError, "a date or time is not in the expected format"),
+)
+_REFUSED_OTHER = "a value of the request is not acceptable"
+
+
 def invalid_input(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[dict[str, Any]]:
     """PostgreSQL refused a value the request carried (a NUL byte in text, a number out of range).
 
     Route validation lets such values through; the database is the last to see them, and the
-    fault is still the input's, so the answer is a 400, not a 500.
+    fault is still the input's, so the answer is a 400, not a 500 — with a fixed sentence per
+    kind of value (:data:`_REFUSED`), never PostgreSQL's message.
     """
-    log.info("invalid_input", path=request.url.path, method=request.method, error=repr(exc))
-    return _body(HTTP_400_BAD_REQUEST, "invalid_input", f"a value of the request was refused: {exc}"[:300])
+    log.info("invalid_input", path=request.url.path, method=request.method, error=clip(repr(exc), 500))
+    detail = next((text for kind, text in _REFUSED if isinstance(exc, kind)), _REFUSED_OTHER)
+    return _body(HTTP_400_BAD_REQUEST, "invalid_input", detail)
 
 
 def unprocessable_input(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
