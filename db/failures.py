@@ -30,12 +30,14 @@ __all__ = [
     "failures_page",
     "has_failure",
     "lock_open_failures",
+    "lock_unreplayed",
     "mark_discarded",
     "mark_requeued",
     "prune_resolved",
     "recent_failures",
     "record_failures",
     "resolve_succeeded",
+    "set_replay_entry",
 ]
 
 
@@ -277,6 +279,9 @@ class RetryCandidate:
     operation_type: str
     product_id: int | None
     payload: bytes | None
+    #: When the failed job was received (its row's ``received_at``; the failure's own time when
+    #: the job row was pruned): the version a retried delete keeps.
+    received_at: datetime | None = None
 
 
 async def lock_open_failures(conn: DB, flt: FailureFilter, *, limit: int) -> list[RetryCandidate]:
@@ -290,12 +295,39 @@ async def lock_open_failures(conn: DB, flt: FailureFilter, *, limit: int) -> lis
     args.append(limit)
     rows = await conn.fetch(
         f"""
-        SELECT id, operation_type, product_id, payload FROM failed_operations
-        WHERE {where} ORDER BY id LIMIT ${len(args)} FOR UPDATE SKIP LOCKED
+        SELECT f.id, f.operation_type, f.product_id, f.payload,
+            coalesce((SELECT j.received_at FROM index_jobs j WHERE j.job_id = f.job_id), f.created_at) AS received_at
+        FROM failed_operations f
+        WHERE {where} ORDER BY f.id LIMIT ${len(args)} FOR UPDATE OF f SKIP LOCKED
         """,  # noqa: S608 -- constant fragments; values are $n parameters
         *args,
     )
-    return [RetryCandidate(r["id"], r["operation_type"], r["product_id"], r["payload"]) for r in rows]
+    return [
+        RetryCandidate(r["id"], r["operation_type"], r["product_id"], r["payload"], r["received_at"])
+        for r in rows
+    ]
+
+
+async def lock_unreplayed(conn: DB, ids: Sequence[int] | None = None) -> list[tuple[int, bytes]]:
+    """Re-queued raw payloads (all, or of rows ``ids``) not appended to the jobs stream yet:
+    ``(id, payload)``, locked until the transaction ends; rows another transaction holds are skipped."""
+    rows = await conn.fetch(
+        """
+        SELECT id, payload FROM failed_operations
+        WHERE operation_type = 'job' AND resolution = 'requeued' AND replay_entry_id IS NULL
+          AND payload IS NOT NULL AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
+        ORDER BY id FOR UPDATE SKIP LOCKED
+        """,
+        None if ids is None else list(ids),
+    )
+    return [(int(r["id"]), bytes(r["payload"])) for r in rows]
+
+
+async def set_replay_entry(conn: DB, failure_id: int, entry_id: str) -> None:
+    """Record the jobs-stream entry a re-queued raw payload was appended as."""
+    await conn.execute(
+        "UPDATE failed_operations SET replay_entry_id = $2 WHERE id = $1", failure_id, entry_id
+    )
 
 
 async def mark_requeued(conn: DB, ids: Sequence[int]) -> None:

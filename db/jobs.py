@@ -26,6 +26,7 @@ __all__ = [
     "insert_batches",
     "insert_job",
     "lock_job",
+    "lock_unqueued_retries",
     "mark_planned",
     "pending_batches",
     "prune_finished",
@@ -48,9 +49,10 @@ class BatchCounts:
 # ``total`` is known at once for a list of ids; the planner sets it for "all".
 _INSERT_JOB = """
 INSERT INTO index_jobs (
-    job_id, operation, scope, product_ids, force, source, requested_by, stream_entry_id, external_id, total
+    job_id, operation, scope, product_ids, force, source, requested_by, stream_entry_id, external_id, total,
+    received_at
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce(cardinality($4::bigint[]), 0))
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce(cardinality($4::bigint[]), 0), coalesce($10, now()))
 ON CONFLICT (job_id) DO UPDATE SET stream_entry_id = COALESCE(index_jobs.stream_entry_id, EXCLUDED.stream_entry_id)
 """
 _INSERT_BATCH = """
@@ -92,7 +94,7 @@ async def insert_job(db: DB, job: Job, *, stream_entry_id: str | None = None) ->
     """Insert ``job`` as 'pending' unless it exists (then only a missing stream entry id is filled in)."""
     await db.execute(
         _INSERT_JOB, job.job_id, job.operation.value, job.scope, job.product_ids, job.force,
-        job.source.value, job.requested_by, stream_entry_id, job.external_id,
+        job.source.value, job.requested_by, stream_entry_id, job.external_id, job.received_at,
     )  # fmt: skip
 
 
@@ -134,7 +136,7 @@ async def pending_batches(db: DB, job_id: str) -> list[tuple[int, list[int]]]:
 # The batches a lost batch stream held: every pending batch of a running job, with what its message carries.
 _UNFINISHED = """
 SELECT b.job_id, b.seq, b.product_ids, j.operation, j.force,
-    (extract(epoch FROM j.created_at) * 1000)::bigint AS received_ms
+    (extract(epoch FROM j.received_at) * 1000)::bigint AS received_ms
 FROM index_job_batches b JOIN index_jobs j USING (job_id)
 WHERE j.status = 'running' AND b.status = 'pending'
 ORDER BY j.created_at, b.job_id, b.seq
@@ -146,11 +148,28 @@ async def unfinished_batches(db: DB) -> list[asyncpg.Record]:
     return list(await db.fetch(_UNFINISHED))
 
 
+_JOB_COLUMNS = "job_id, source, operation, product_ids, scope, force, requested_by, external_id, received_at"
+
+
 async def unplanned_jobs(db: DB) -> list[Job]:
     """Jobs queued (row inserted, entry appended) but never planned, oldest first."""
     rows = await db.fetch(
-        "SELECT job_id, source, operation, product_ids, scope, force, requested_by, external_id "
-        "FROM index_jobs WHERE status = 'pending' AND planned_at IS NULL ORDER BY created_at"
+        f"SELECT {_JOB_COLUMNS} FROM index_jobs WHERE status = 'pending' AND planned_at IS NULL ORDER BY created_at"  # noqa: S608 -- constant column list
+    )
+    return [Job.model_validate(dict(r)) for r in rows]
+
+
+async def lock_unqueued_retries(db: DB, job_ids: Sequence[str] | None = None) -> list[Job]:
+    """Retry jobs recorded by ``POST /retry`` whose entry was never appended (all, or of ``job_ids``),
+    locked until the transaction ends; rows another transaction holds are skipped."""
+    rows = await db.fetch(
+        f"""
+        SELECT {_JOB_COLUMNS} FROM index_jobs
+        WHERE status = 'pending' AND stream_entry_id IS NULL AND source = 'retry'
+          AND ($1::text[] IS NULL OR job_id = ANY($1::text[]))
+        ORDER BY created_at FOR UPDATE SKIP LOCKED
+        """,  # noqa: S608 -- constant column list
+        None if job_ids is None else list(job_ids),
     )
     return [Job.model_validate(dict(r)) for r in rows]
 

@@ -2,11 +2,18 @@
 
 :func:`enqueue_job` records the job's ``index_jobs`` row, then appends its entry: the payload is the
 legacy JSON shape (so the planner reads every job the same way) plus the extras ``job_id``,
-``scope`` and ``force``. :func:`requeue_failures` selects open failures, re-queues listings as
-retry jobs (one per operation) and malformed raw jobs byte for byte, marks the rows handled, and
-marks the rows it cannot replay (``operation_type = 'batch'``: an unreadable batch entry) discarded —
-all on the one connection whose transaction holds the rows locked, so concurrent calls never wait
-for a second connection from the same pool.
+``scope`` and ``force``; the entry carries the job's received time (a delete's version).
+
+:func:`requeue_failures` selects open failures, and in one transaction records retry jobs for the
+listings (one per operation; deletes also per received time, which they keep), marks the rows
+re-queued and marks the rows it cannot replay (``operation_type = 'batch'``: an unreadable batch
+entry) discarded — on the one connection whose transaction holds the rows locked, so concurrent
+calls never wait for a second connection from the same pool. Only after the commit does it append
+the retry jobs and the malformed raw jobs (byte for byte) to the jobs stream
+(:func:`append_requeued`): a failure before the commit appends nothing, and what a failure after
+it left unappended (a job row without ``stream_entry_id``, a raw row without ``replay_entry_id``)
+is appended by the next ``POST /retry`` or a worker's housekeeping. A crash between an append and
+its record can append one twice: at least once, never lost.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -31,7 +40,7 @@ from finally_indexer.schemas.api import RetryResult
 from finally_indexer.schemas.jobs import Job, JobSource, Operation
 from finally_indexer.schemas.messages import JobEntry
 
-__all__ = ["JOB_ROW", "append_job", "enqueue_job", "requeue_failures"]
+__all__ = ["JOB_ROW", "Appended", "append_job", "append_requeued", "enqueue_job", "requeue_failures"]
 
 log = structlog.get_logger(__name__)
 
@@ -62,21 +71,24 @@ async def append_job(redis: Redis, jobs_stream: str, job: Job) -> str:
     """Append ``job``'s entry to the jobs stream (its row must exist); return the entry id."""
     payload = json.dumps(job.to_payload(), separators=(",", ":")).encode()
     entry = JobEntry(payload=payload, source=job.source)
+    if job.received_at is not None:  # a re-published or retried job keeps when it was received
+        entry = entry.model_copy(update={"received_ms": int(job.received_at.timestamp() * 1000)})
     return as_text(await redis.xadd(jobs_stream, entry.to_fields()))  # type: ignore[arg-type]
 
 
 async def requeue_failures(
     pool: asyncpg.Pool[Any], redis: Redis, *, jobs_stream: str, flt: FailureFilter, limit: int
 ) -> RetryResult:
-    """Select, re-queue and mark the rows in one transaction (rows stay locked until marked)."""
+    """Finish what an earlier call left unappended, then select, record and mark the rows in one
+    transaction (rows stay locked until marked), then append after the commit."""
+    earlier = await append_requeued(pool, redis, jobs_stream=jobs_stream)
     async with pool.acquire() as conn, conn.transaction():
         rows = await failures.lock_open_failures(conn, flt, limit=limit)
         listings = [r for r in rows if r.operation_type != JOB_ROW and r.product_id is not None]
         raw = [r for r in rows if r.operation_type == JOB_ROW and r.payload is not None]
-        job_ids = [
-            await enqueue_job(conn, redis, jobs_stream=jobs_stream, job=job) for job in _retry_jobs(listings)
-        ]
-        await _replay_payloads(redis, jobs_stream, [r.payload for r in raw if r.payload is not None])
+        retries = _retry_jobs(listings)
+        for job in retries:
+            await jobs.insert_job(conn, job)
         done = [r.id for r in listings + raw]
         await failures.mark_requeued(conn, done)
         # Nothing to replay (an unreadable batch entry, a row with neither listing nor payload):
@@ -84,40 +96,85 @@ async def requeue_failures(
         handled = set(done)
         discarded = [r.id for r in rows if r.id not in handled]
         await failures.mark_discarded(conn, discarded)
+    now = await append_requeued(
+        pool,
+        redis,
+        jobs_stream=jobs_stream,
+        job_ids=[j.job_id for j in retries],
+        failure_ids=[r.id for r in raw],
+    )
+    job_ids = earlier.job_ids + now.job_ids
     log.info(
-        "failures_requeued", rows=len(done), jobs=len(job_ids), replayed=len(raw), discarded=len(discarded),
-        job_ids=job_ids,
+        "failures_requeued", rows=len(done), jobs=len(retries), replayed=len(raw), discarded=len(discarded),
+        job_ids=job_ids, appended_for_earlier_calls=len(earlier.job_ids) + earlier.payloads,
     )  # fmt: skip
     return RetryResult(
-        requeued=len(done), job_ids=job_ids, replayed_payloads=len(raw), discarded=len(discarded)
-    )
+        requeued=len(done), job_ids=job_ids, replayed_payloads=earlier.payloads + now.payloads,
+        discarded=len(discarded),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What :func:`append_requeued` appended to the jobs stream."""
+
+    job_ids: list[str]
+    payloads: int
+
+
+async def append_requeued(
+    pool: asyncpg.Pool[Any], redis: Redis, *, jobs_stream: str, job_ids: Sequence[str] | None = None,
+    failure_ids: Sequence[int] | None = None,
+) -> Appended:  # fmt: skip
+    """Append the retry jobs and re-queued raw payloads recorded but not appended yet (those named,
+    or all of them); each append is recorded in the transaction that holds its row locked.
+
+    A Redis failure raises :class:`DependencyUnavailable`; what was not appended stays recorded
+    for the next call.
+    """
+    done_jobs: list[str] = []
+    payloads = 0
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            for job in await jobs.lock_unqueued_retries(conn, job_ids):
+                await jobs.set_stream_entry(conn, job.job_id, await append_job(redis, jobs_stream, job))
+                done_jobs.append(job.job_id)
+            for failure_id, payload in await failures.lock_unreplayed(conn, failure_ids):
+                # A replayed raw job is the scraper's job again, byte for byte: it enters as a
+                # legacy entry, so the planner keys it on its new stream entry id (a producer
+                # job_id inside cannot collide with the job row of its first attempt).
+                fields = JobEntry(payload=payload, source=JobSource.LEGACY).to_fields()
+                entry_id = as_text(await redis.xadd(jobs_stream, fields))  # type: ignore[arg-type]
+                await failures.set_replay_entry(conn, failure_id, entry_id)
+                payloads += 1
+    except RedisError as exc:
+        raise DependencyUnavailable(f"redis: {redact(repr(exc))}") from exc
+    if done_jobs or payloads:
+        log.info("requeued_work_appended", jobs=done_jobs, payloads=payloads)
+    return Appended(done_jobs, payloads)
 
 
 def _retry_jobs(rows: Sequence[RetryCandidate]) -> list[Job]:
-    """The failed listings as retry jobs: one per operation (and per ``MAX_IDS_PER_JOB`` ids)."""
-    by_operation: dict[Operation, list[int]] = defaultdict(list)
+    """The failed listings as retry jobs: one per operation (and per ``MAX_IDS_PER_JOB`` ids);
+    deletes also per received time, which their job keeps (their version: see ``db/jobs.py``)."""
+    groups: dict[tuple[Operation, datetime | None], list[int]] = defaultdict(list)
     for row in rows:
         if row.product_id is not None:
-            by_operation[_operation(row.operation_type)].append(row.product_id)
+            operation = _operation(row.operation_type)
+            received = row.received_at if operation is Operation.DELETE else None
+            groups[operation, received].append(row.product_id)
     return [
         Job.build(
             source=JobSource.RETRY, operation=operation, product_ids=chunk, scope="ids", requested_by="retry"
-        )
-        for operation, ids in sorted(by_operation.items())
+        ).model_copy(update={"received_at": received})
+        for (operation, received), ids in sorted(groups.items(), key=_group_order)
         for chunk in _chunks(list(dict.fromkeys(ids)), MAX_IDS_PER_JOB)
     ]
 
 
-async def _replay_payloads(redis: Redis, jobs_stream: str, payloads: Sequence[bytes]) -> None:
-    if not payloads:
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        for payload in payloads:
-            # A replayed raw job is the scraper's job again, byte for byte: it enters as a legacy
-            # entry, so the planner keys it on its new stream entry id (a producer job_id inside
-            # cannot collide with the job row of its first attempt).
-            pipe.xadd(jobs_stream, JobEntry(payload=payload, source=JobSource.LEGACY).to_fields())  # type: ignore[arg-type]
-        await pipe.execute()
+def _group_order(item: tuple[tuple[Operation, datetime | None], list[int]]) -> tuple[str, float]:
+    (operation, received), _ = item
+    return operation.value, received.timestamp() if received is not None else 0.0
 
 
 def _operation(operation_type: str) -> Operation:

@@ -28,9 +28,11 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from finally_indexer.core.errors import TransientError
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import as_text, work_groups
 from finally_indexer.db import failures, jobs, tombstones
+from finally_indexer.processor.enqueue import append_requeued
 
 __all__ = [
     "DEAD_CONSUMER_IDLE_MS",
@@ -122,6 +124,7 @@ async def housekeeping_round(
         if pruned:
             log.info("tombstones_pruned", n=pruned)
         await prune_history(pool, settings)
+        await append_requeued(pool, redis, jobs_stream=settings.jobs_stream)
 
 
 async def prune_history(pool: asyncpg.Pool[Any], settings: Settings, *, batch: int = PRUNE_BATCH) -> None:
@@ -156,7 +159,12 @@ async def run_housekeeping(
     while not stop.is_set():
         try:
             await housekeeping_round(redis, settings, consumer=consumer, pool=pool)
-        except (RedisError, asyncpg.PostgresError, OSError) as exc:  # briefly down: try again next round
+        except (
+            RedisError,
+            asyncpg.PostgresError,
+            OSError,
+            TransientError,
+        ) as exc:  # briefly down: next round
             log.warning("housekeeping_failed", error=repr(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), HOUSEKEEPING_INTERVAL_S)

@@ -14,6 +14,7 @@ id, an API or retry job the id under which its row was inserted.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
@@ -64,6 +65,10 @@ class Planner:
         except MalformedJob as exc:
             await self._dead.malformed_job(entry, exc)
             return
+        if row.received_at is None and job_entry.received_ms:  # a legacy job: the bridge's clock
+            row = row.model_copy(
+                update={"received_at": datetime.fromtimestamp(job_entry.received_ms / 1000, UTC)}
+            )
         try:
             batches, first_time = await self._plan(row, entry.entry_id)
         except asyncpg.DataError as exc:  # a value of the job PostgreSQL refuses: the input's fault

@@ -16,6 +16,7 @@ Product ids are validated by :data:`IdsOrAll` / :func:`check_product_ids` here a
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -139,6 +140,9 @@ class Job(BaseModel):
     force: bool = False
     requested_by: str | None = None
     external_id: str | None = None  # the producer's own job_id of a legacy job (may repeat)
+    #: When the job entered the system (None: now). A delete's version: a retry or recovery
+    #: re-publishing it later must not remove listings re-created since it was received.
+    received_at: datetime | None = None
 
     @model_validator(mode="after")
     def _fits(self) -> Job:
