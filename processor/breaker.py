@@ -70,7 +70,7 @@ class Breaker:
     state: State = State.CLOSED
     failures: int = 0  # consecutive transient failures blamed on the dependency
     opened_at: float = 0.0  # monotonic
-    since_ms: int = 0  # wall clock of the last opening, for people
+    since_ms: int = 0  # wall clock of the opening after the last close, for people
     reason: str = ""
     probe: asyncio.Event | None = None  # set when the probe in flight ends
 
@@ -148,7 +148,9 @@ class Breakers:
         b.failures += 1
         b.reason = clip(redact(text), REASON_CHARS)
         if b.state is State.HALF_OPEN or (b.state is State.CLOSED and b.failures >= self._threshold):
-            b.opened_at, b.since_ms = self._clock(), int(time.time() * 1000)
+            if b.state is State.CLOSED:  # a failed probe re-opens: the outage started earlier
+                b.since_ms = int(time.time() * 1000)
+            b.opened_at = self._clock()
             self._move(b, State.OPEN)
 
     def _move(self, b: Breaker, state: State) -> None:
