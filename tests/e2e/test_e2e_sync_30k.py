@@ -66,6 +66,9 @@ def _consistent(job: dict[str, Any]) -> None:
     assert job["finished_at"] is not None
 
 
+# The run's own budget (TIMEOUT_S per wait), not the suite's 120 s default: on two cores shared
+# with other work the 30k sync took 148 s, and a timeout is not what this test checks.
+@pytest.mark.timeout(2 * TIMEOUT_S)
 def test_sync_answers_at_once_while_30k_listings_are_indexed(server_dir: Path) -> None:
     http_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "VECTOR_STORE", "EMBEDDER"}}
