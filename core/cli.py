@@ -159,7 +159,7 @@ async def cmd_check_config(settings: Settings, _args: argparse.Namespace, _stop:
     """Print the effective settings (secrets masked); exit 2 when they are invalid."""
     for name, value in settings.model_dump().items():
         _say(f"{name.upper()}={'**********' if isinstance(value, SecretStr) and value else value}")
-    _say("# the Redis ACL user of least privilege (docs/operations.md, Hardening):")
+    _say("# the Redis ACL user of least privilege (docs/operations.md, Hardening), Redis >= 7.2:")
     _say(acl_setuser_line(settings))
     _say("configuration OK")
 

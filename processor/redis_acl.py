@@ -33,21 +33,25 @@ DEFAULT_ACL_USER: Final = "finally-indexer"
 #: Every command the bridge, the workers, the API and the CLI send (Lua scripts included: Redis
 #: checks the commands a script calls, and the keys it declares, against the ACL).
 COMMANDS: Final = (
-    # connection: PING for health; CLIENT SETINFO is what redis-py sends on connect
-    "ping", "client|setinfo", "client|setname", "time",
+    # connection: PING for health, TIME for housekeeping (CLIENT SETINFO: see SETINFO_SINCE)
+    "ping", "time",
     # the legacy list (the scraper LPUSHes; the bridge moves; /status counts)
     "lpush", "llen", "blmove", "rpop",
     # the streams and their consumer groups
-    "xadd", "xreadgroup", "xack", "xautoclaim", "xclaim", "xpending", "xrange", "xrevrange", "xlen",
-    "xtrim", "xdel", "xgroup|create", "xgroup|createconsumer", "xgroup|delconsumer",
+    "xadd", "xreadgroup", "xack", "xautoclaim", "xclaim", "xpending", "xrange", "xlen", "xtrim",
+    "xgroup|create", "xgroup|delconsumer",
     "xinfo|groups", "xinfo|consumers", "xinfo|stream",
     # the failure memory (a hash per work stream)
     "hset", "hsetnx", "hincrby", "hdel", "hmget",
     # the audit lock (redis-py's Lock: SET NX PX, then Lua scripts over GET/DEL/PEXPIRE/PTTL)
     "set", "get", "del", "pexpire", "pttl",
     # Lua scripts (the bridge's move, the heartbeat, the lock, rate budgets) and transactions
-    "eval", "evalsha", "script|load", "script|exists", "multi", "exec", "discard",
+    "eval", "evalsha", "script|load", "multi", "exec", "discard",
 )  # fmt: skip
+
+#: redis-py and FastStream send ``CLIENT SETINFO`` on every connection (its refusal is ignored,
+#: but logged in ``ACL LOG``); Redis knows the subcommand, and accepts it in a rule, from 7.2 on.
+SETINFO_SINCE: Final = (7, 2)
 
 _GLOB_SPECIAL: Final = re.compile(r"([*?\[\]\\])")
 
@@ -86,11 +90,12 @@ def key_patterns(settings: Settings) -> list[str]:
     return list(dict.fromkeys(pattern for source in KEY_SOURCES for pattern in source(settings)))
 
 
-def acl_rules(settings: Settings) -> list[str]:
+def acl_rules(settings: Settings, *, server: tuple[int, int] = SETINFO_SINCE) -> list[str]:
     """The arguments of ``ACL SETUSER <user>``: reset, on, the password, the keys, the commands.
 
-    The password is given as its SHA-256 (``#<hex>``, the form ``ACL LIST`` shows) so the line can
-    be printed without the secret; unset, a placeholder to replace.
+    ``server`` is the Redis version (major, minor) the rules are for (default: 7.2 or later). The
+    password is given as its SHA-256 (``#<hex>``, the form ``ACL LIST`` shows) so the line can be
+    printed without the secret; unset, a placeholder to replace.
     """
     if settings.redis_password is not None:
         digest = hashlib.sha256(settings.redis_password.get_secret_value().encode()).hexdigest()
@@ -99,10 +104,12 @@ def acl_rules(settings: Settings) -> list[str]:
         password = ">REPLACE-WITH-A-PASSWORD"  # noqa: S105 - a placeholder, not a password
     keys = [f"~{pattern}" for pattern in key_patterns(settings)]
     commands = [f"+{command}" for command in COMMANDS]
+    if server >= SETINFO_SINCE:
+        commands.append("+client|setinfo")
     return ["reset", "on", password, "resetchannels", *keys, "-@all", *commands]
 
 
-def acl_setuser_line(settings: Settings) -> str:
+def acl_setuser_line(settings: Settings, *, server: tuple[int, int] = SETINFO_SINCE) -> str:
     """``ACL SETUSER`` for the service's user, one line, to paste into ``redis-cli``."""
     user = settings.redis_username or DEFAULT_ACL_USER
-    return " ".join(["ACL", "SETUSER", user, *acl_rules(settings)])
+    return " ".join(["ACL", "SETUSER", user, *acl_rules(settings, server=server)])

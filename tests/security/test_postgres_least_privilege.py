@@ -31,6 +31,7 @@ from finally_indexer.http.app import create_app
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.processor.audit import Auditor
 from finally_indexer.processor.embedders.factory import build_embedder
+from finally_indexer.processor.housekeeping import housekeeping_round
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
 
@@ -121,6 +122,12 @@ async def test_the_service_runs_on_the_documented_grants_and_nothing_more(
         assert report["flags_corrected"] == 5
         job_id = await admin.fetchval("SELECT job_id FROM index_jobs LIMIT 1")
         await _read_endpoints_answer(lp_settings, pipeline, job_id)
+        # housekeeping with nothing to keep: deletes tombstones, finished jobs, resolved failures
+        keep_nothing = {"tombstone_retention_s": 0, "job_retention_s": 0, "failure_retention_s": 0}
+        await housekeeping_round(
+            redis, lp_settings.model_copy(update=keep_nothing), consumer="-", pool=pipeline.pool
+        )
+        assert await admin.fetchval("SELECT count(*) FROM index_tombstones") == 0
         await assert_converged(admin, store, lp_settings)
     finally:
         await pipeline.aclose()
