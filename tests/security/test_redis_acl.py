@@ -138,7 +138,7 @@ async def test_the_service_runs_as_its_acl_user_and_redis_refuses_the_rest(
     await assert_converged(pool, store, acl_settings)
     assert await _refusals(redis, user) == []
 
-    client = open_redis(acl_settings)
+    restricted = open_redis(acl_settings)
     try:
         refused = [
             ("FLUSHALL",),
@@ -151,7 +151,7 @@ async def test_the_service_runs_as_its_acl_user_and_redis_refuses_the_rest(
         ]
         for command in refused:
             with pytest.raises(NoPermissionError):
-                await client.execute_command(*command)
+                await restricted.execute_command(*command)
     finally:
-        await client.aclose()
+        await restricted.aclose()
     assert len(await _refusals(redis, user)) == len(refused)
