@@ -19,21 +19,23 @@ from typing import Any
 
 import structlog
 from pydantic import SecretStr
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from finally_indexer.core import roles
 from finally_indexer.core.errors import BrokerUnrecoverable, ConfigurationError
 from finally_indexer.core.logging import configure_logging
+from finally_indexer.core.redis_client import open_redis
 from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.db.dev_schema import ensure_dev_products
+from finally_indexer.db.grants import GrantPlan, grant_script
 from finally_indexer.db.migrate import upgrade
 from finally_indexer.db.pool import create_pool
 from finally_indexer.db.seed_demo import seed_demo
 from finally_indexer.devenv.servers import DEV_POSTGRES_PORT, DEV_REDIS_PORT, ServerError, dev_servers
 from finally_indexer.processor.audit import AuditBusy, Auditor, Verdict
 from finally_indexer.processor.pipeline import Connections
+from finally_indexer.processor.redis_acl import acl_setuser_line
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +70,24 @@ async def cmd_bridge(settings: Settings, _args: argparse.Namespace, stop: asynci
 
 
 async def cmd_migrate(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
-    """Apply the database migrations (the service's own tables)."""
+    """Apply the database migrations (the service's own tables) as the migration role.
+
+    Connects with ``MIGRATE_DATABASE_URL`` (or ``POSTGRES_MIGRATE_USER``), falling back on the
+    service's own connection when neither is set.
+    """
     await _migrate(settings)
+
+
+async def cmd_grants(settings: Settings, args: argparse.Namespace, _stop: asyncio.Event) -> None:
+    """Print the GRANT statements for the service and migration roles (run them as a superuser)."""
+    plan = GrantPlan(
+        service_role=args.service_role,
+        migrate_role=args.migrate_role,
+        schema=args.schema or settings.postgres_schema or GrantPlan.schema,
+        database=args.database or settings.postgres_db,
+        products_schema=args.products_schema,
+    )
+    sys.stdout.write(grant_script(plan))
 
 
 async def cmd_dev_schema(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
@@ -141,6 +159,8 @@ async def cmd_check_config(settings: Settings, _args: argparse.Namespace, _stop:
     """Print the effective settings (secrets masked); exit 2 when they are invalid."""
     for name, value in settings.model_dump().items():
         _say(f"{name.upper()}={'**********' if isinstance(value, SecretStr) and value else value}")
+    _say("# the Redis ACL user of least privilege (docs/operations.md, Hardening), Redis >= 7.2:")
+    _say(acl_setuser_line(settings))
     _say("configuration OK")
 
 
@@ -170,7 +190,7 @@ async def cmd_up(settings: Settings, args: argparse.Namespace, stop: asyncio.Eve
 
 # --- helpers ------------------------------------------------------------------------------------
 async def _migrate(settings: Settings) -> None:
-    await asyncio.to_thread(upgrade, settings.postgres_dsn(), schema=settings.postgres_schema)
+    await asyncio.to_thread(upgrade, settings.migrate_dsn(), schema=settings.postgres_schema)
     log.info("migrated", schema=settings.postgres_schema or "public")
 
 
@@ -204,7 +224,7 @@ async def _queue_initial_sync(settings: Settings) -> None:
         "scope": "changed",
         "requested_by": "finally-indexer up",
     }
-    redis = Redis.from_url(settings.redis_dsn())
+    redis = open_redis(settings)
     try:
         await redis.lpush(settings.legacy_list, json.dumps(job))
     finally:
@@ -269,7 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("api", cmd_api, "serve the control API, dashboard and /metrics")
     add("worker", cmd_worker, "run a worker: planner, indexer, reclaimers")
     add("bridge", cmd_bridge, "move legacy LPUSH jobs into the jobs stream")
-    add("migrate", cmd_migrate, "apply database migrations")
+    add("migrate", cmd_migrate, "apply database migrations (as MIGRATE_DATABASE_URL's role)")
+    grants = add("grants", cmd_grants, "print the PostgreSQL GRANT statements of least privilege")
+    grants.add_argument("--service-role", default=GrantPlan.service_role, help="the service's role")
+    grants.add_argument("--migrate-role", default=GrantPlan.migrate_role, help="the migrations' role")
+    grants.add_argument("--schema", help="the service's schema (default: POSTGRES_SCHEMA or finally_indexer)")
+    grants.add_argument("--database", help="the database (default: POSTGRES_DB)")
+    grants.add_argument("--products-schema", default=GrantPlan.products_schema, help="schema of products")
     seed = add("seed-demo", cmd_seed_demo, "insert generated demo listings into products")
     seed.add_argument("--count", type=int, default=DEMO_LISTINGS, help=f"listings (default {DEMO_LISTINGS})")
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")

@@ -13,8 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
-from redis.asyncio import Redis
 
+from finally_indexer.core.redis_client import open_redis
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.server import serve_api, start_metrics_server
@@ -69,7 +69,7 @@ async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
 
 async def run_bridge(settings: Settings, *, stop: asyncio.Event) -> None:
     """The bridge role: move legacy jobs onto the jobs stream until ``stop``."""
-    redis = Redis.from_url(settings.redis_dsn())
+    redis = open_redis(settings)
     try:
         async with _metrics_endpoint(settings, with_db=False):
             await Bridge(redis, list_key=settings.legacy_list, stream_key=settings.jobs_stream).run(stop)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
-from urllib.parse import quote
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from finally_indexer.core import constants as c
@@ -33,6 +33,42 @@ class VectorStoreKind(StrEnum):
     SERVER = "server"
     EDGE = "edge"
     LOCAL = "local"
+
+
+#: libpq's ``sslmode`` values (asyncpg and psycopg take the same).
+PostgresSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+#: Secrets that may also be given as a file (``<NAME>_FILE``, the Docker secrets convention).
+SECRET_FIELDS: tuple[str, ...] = (
+    "postgres_password",
+    "database_url",
+    "migrate_database_url",
+    "postgres_migrate_password",
+    "redis_password",
+    "redis_url",
+    "qdrant_api_key",
+    "openai_api_key",
+    "api_key",
+    "read_api_key",
+)
+
+
+def _lookup(values: dict[str, Any], name: str) -> Any:
+    """``values[name]`` whatever its case (environment names are upper case, fields lower case)."""
+    for key, value in values.items():
+        if str(key).lower() == name:
+            return value
+    return None
+
+
+def read_secret_file(path: Path, *, name: str) -> str:
+    """A secret file's content without the trailing newline editors and ``echo`` add."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        # the path is not secret; the content never appears in a message
+        raise ValueError(f"{name}: cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 #: Shortest ``API_KEY`` accepted: an empty or guessable key would open ``/sync`` and ``/retry``.
@@ -126,17 +162,71 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
-    @field_validator("api_key")
+    # --- Least privilege, TLS and secrets read from files (docs/operations.md, "Hardening") ---
+    #: The migrations' own connection (a role that owns the service's schema); the service's
+    #: connection (``DATABASE_URL`` / ``POSTGRES_USER``) then needs no DDL privilege at all.
+    migrate_database_url: SecretStr | None = None
+    postgres_migrate_user: str | None = None
+    postgres_migrate_password: SecretStr | None = None
+    #: libpq's ``sslmode``; ``verify-full`` checks the server certificate against
+    #: ``POSTGRES_SSLROOTCERT`` and its name against the host. Applies to both connections.
+    postgres_sslmode: PostgresSslMode | None = None
+    postgres_sslrootcert: Path | None = None
+    postgres_sslcert: Path | None = None
+    postgres_sslkey: Path | None = None
+    #: The Redis ACL user (``REDIS_PASSWORD`` is then its password); see ``check-config``.
+    redis_username: str | None = None
+    #: TLS to Redis when building the URL from host and port (a ``rediss://`` ``REDIS_URL`` is TLS too).
+    redis_tls: bool = False
+    redis_ssl_ca_certs: Path | None = None
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
+    #: A key for the read-only endpoints (``/status``, ``/failures``, ``/jobs``, ``/listings``,
+    #: ``/audit``, the dashboard); ``API_KEY`` is accepted there as well. Unset: they are open.
+    read_api_key: SecretStr | None = None
+    #: Failed authentications a client may make per minute before it gets 429 Too Many Requests.
+    auth_failures_per_minute: int = Field(10, ge=1)
+    #: Docker-secrets style: each secret may be read from a file instead (``<NAME>_FILE``); the
+    #: file's content, without a trailing newline, is the value. Setting both is an error.
+    postgres_password_file: Path | None = None
+    database_url_file: Path | None = None
+    migrate_database_url_file: Path | None = None
+    postgres_migrate_password_file: Path | None = None
+    redis_password_file: Path | None = None
+    redis_url_file: Path | None = None
+    qdrant_api_key_file: Path | None = None
+    openai_api_key_file: Path | None = None
+    api_key_file: Path | None = None
+    read_api_key_file: Path | None = None
+
+    @field_validator("api_key", "read_api_key")
     @classmethod
-    def _check_api_key(cls, key: SecretStr | None) -> SecretStr | None:
+    def _check_api_key(cls, key: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         """A key set but empty or short would let anyone (or any guess) through the guard."""
         if key is not None and len(key.get_secret_value()) < MIN_API_KEY_CHARS:
             raise ValueError(
-                f"API_KEY is set but {'empty' if not key.get_secret_value() else 'too short'}: "
+                f"{str(info.field_name).upper()} is set but "
+                f"{'empty' if not key.get_secret_value() else 'too short'}: "
                 f"give at least {MIN_API_KEY_CHARS} characters, or unset it (mutating routes are then "
                 "loopback-only)"
             )
         return key
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        """``<NAME>_FILE`` fills ``<NAME>`` from the file (Docker secrets), before validation."""
+        if not isinstance(data, dict):
+            return data
+        values = dict(data)
+        for name in SECRET_FIELDS:
+            given = _lookup(values, f"{name}_file")
+            if given is None or given == "":
+                continue
+            if _lookup(values, name) not in (None, ""):
+                raise ValueError(f"{name.upper()} and {name.upper()}_FILE are both set: keep one")
+            values[name] = read_secret_file(Path(str(given)), name=f"{name.upper()}_FILE")
+        return values
 
     @model_validator(mode="after")
     def _check_template(self) -> Settings:
@@ -153,21 +243,67 @@ class Settings(BaseSettings):
     def postgres_dsn(self) -> str:
         """The PostgreSQL DSN: ``DATABASE_URL`` if set, else built from the ``POSTGRES_*`` parts."""
         if self.database_url is not None:
-            return self.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://")
-        password = self.postgres_password.get_secret_value()
-        auth = quote(self.postgres_user, safe="")
+            dsn = self.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://")
+            return self._with_postgres_tls(dsn)
+        return self._with_postgres_tls(self._build_postgres_dsn(self.postgres_user, self.postgres_password))
+
+    def migrate_dsn(self) -> str:
+        """The migrations' DSN: ``MIGRATE_DATABASE_URL``, else ``POSTGRES_MIGRATE_USER`` on the
+        ``POSTGRES_*`` host, else the service's own DSN (one role for both, as in development)."""
+        if self.migrate_database_url is not None:
+            dsn = self.migrate_database_url.get_secret_value().replace(
+                "postgresql+asyncpg://", "postgresql://"
+            )
+            return self._with_postgres_tls(dsn)
+        if self.postgres_migrate_user is not None:
+            password = self.postgres_migrate_password or SecretStr("")
+            return self._with_postgres_tls(self._build_postgres_dsn(self.postgres_migrate_user, password))
+        return self.postgres_dsn()
+
+    def _build_postgres_dsn(self, user: str, secret: SecretStr) -> str:
+        password = secret.get_secret_value()
+        auth = quote(user, safe="")
         if password:
             auth += ":" + quote(password, safe="")
         return f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
 
+    def _with_postgres_tls(self, dsn: str) -> str:
+        """``dsn`` with the ``POSTGRES_SSL*`` settings as query parameters (libpq, psycopg and
+        asyncpg all read them there); parameters the DSN already has are kept."""
+        extra = {
+            "sslmode": self.postgres_sslmode,
+            "sslrootcert": self.postgres_sslrootcert,
+            "sslcert": self.postgres_sslcert,
+            "sslkey": self.postgres_sslkey,
+        }
+        parts = urlsplit(dsn)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        for key, value in extra.items():
+            if value is not None and key not in query:
+                query[key] = str(value)
+        return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
+
     def redis_dsn(self) -> str:
-        """The Redis URL: ``REDIS_URL`` if set, else built from ``REDIS_HOST``/``REDIS_PORT``."""
+        """The Redis URL: ``REDIS_URL`` if set, else built from ``REDIS_HOST``/``REDIS_PORT``
+        (with ``REDIS_USERNAME``/``REDIS_PASSWORD``, and ``rediss://`` when ``REDIS_TLS``)."""
         if self.redis_url is not None:
             return self.redis_url.get_secret_value()
-        auth = ""
+        auth = quote(self.redis_username, safe="") if self.redis_username else ""
         if self.redis_password is not None:
-            auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
-        return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+            auth += ":" + quote(self.redis_password.get_secret_value(), safe="")
+        scheme = "rediss" if self.redis_tls else "redis"
+        return f"{scheme}://{auth + '@' if auth else ''}{self.redis_host}:{self.redis_port}/0"
+
+    def redis_tls_options(self) -> dict[str, Any]:
+        """redis-py's TLS options from the ``REDIS_SSL_*`` settings (used with a ``rediss://`` URL)."""
+        options = {
+            "ssl_ca_certs": self.redis_ssl_ca_certs,
+            "ssl_certfile": self.redis_ssl_certfile,
+            "ssl_keyfile": self.redis_ssl_keyfile,
+        }
+        if not self.redis_dsn().startswith("rediss://"):
+            return {}
+        return {key: str(value) for key, value in options.items() if value is not None}
 
     def qdrant_location(self) -> str:
         """The Qdrant server URL: ``QDRANT_URL`` if set, else ``http://QDRANT_HOST:QDRANT_PORT``."""
@@ -183,7 +319,8 @@ class Settings(BaseSettings):
         """These settings as the environment of a child process (secrets in clear, unset ones left out)."""
         env: dict[str, str] = {}
         for name, raw in self:
-            if raw is None:
+            # a secret read from a file is passed on as its value: NAME and NAME_FILE never both
+            if raw is None or (name.endswith("_file") and name.removesuffix("_file") in SECRET_FIELDS):
                 continue
             value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
             env[name.upper()] = value.value if isinstance(value, StrEnum) else str(value)
@@ -208,6 +345,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
         value = err.get("input")
-        shown = "<hidden>" if any(s in name for s in ("PASSWORD", "KEY", "URL")) else repr(value)
+        # a model-level error's input is every setting at once, secrets included
+        hidden = not err["loc"] or any(s in name for s in ("PASSWORD", "KEY", "URL", "FILE"))
+        shown = "<hidden>" if hidden else repr(value)
         lines.append(f"  {name}={shown}: {err['msg']}")
     return "\n".join(lines)

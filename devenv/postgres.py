@@ -27,6 +27,7 @@ from finally_indexer.devenv._process import (
     track,
     untrack,
 )
+from finally_indexer.devenv.tls import TlsFiles
 
 PG_USER = "postgres"
 #: Seconds ``pg_ctl`` waits for startup and shutdown.
@@ -52,9 +53,17 @@ class PostgresServer:
     """One PostgreSQL cluster in ``data_dir`` serving ``database``. Use :meth:`start` / :meth:`stop`."""
 
     def __init__(
-        self, data_dir: Path, *, port: int | None = None, database: str = "finally", durable: bool = True
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        database: str = "finally",
+        durable: bool = True,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.root = data_dir.resolve()
+        #: With TLS files the server accepts TLS (``ssl=on``); clients choose ``sslmode``.
+        self.tls = tls
         self.preferred_port = port
         self.database = database
         self.durable = durable
@@ -95,6 +104,10 @@ class PostgresServer:
         options.append(f"-c max_connections={MAX_CONNECTIONS}")
         if not self.durable:
             options.extend(FAST_UNSAFE)
+        if self.tls is not None:
+            files = self.tls.install(self.root / "tls", owner=self._user)
+            options += ["-c ssl=on", f"-c ssl_cert_file={files.cert}", f"-c ssl_key_file={files.key}",
+                        f"-c ssl_ca_file={files.ca}"]  # fmt: skip
         pg_ctl = self._bin("pg_ctl")
         track(self)
         self._started = True
@@ -155,6 +168,8 @@ class PostgresServer:
 
     def _create_database(self) -> None:
         admin = f"postgresql://{PG_USER}@127.0.0.1:{self.port}/postgres"
+        if self.tls is not None:
+            admin += f"?sslmode=verify-full&sslrootcert={self.tls.ca}"
         with psycopg.connect(admin, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
             if exists is None:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -27,6 +28,7 @@ from finally_indexer.devenv._process import (
     track,
     untrack,
 )
+from finally_indexer.devenv.tls import TlsFiles
 
 #: Seconds a fresh server gets to answer PING (it loads the AOF first, which is quick at dev sizes).
 START_TIMEOUT = 30.0
@@ -35,15 +37,17 @@ START_TIMEOUT = 30.0
 class RedisServer:
     """One ``redis-server`` process with its data in ``data_dir``. Use :meth:`start` / :meth:`stop`."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None, tls: TlsFiles | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.preferred_port = port
         self.port = 0
+        #: With TLS files the server listens on TLS only (``rediss://``): no plain port at all.
+        self.tls = tls
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     @property
     def _pidfile(self) -> Path:
@@ -70,6 +74,14 @@ class RedisServer:
             "--pidfile", str(self._pidfile),
             "--logfile", str(self._log),
         ]  # fmt: skip
+        if self.tls is not None:
+            argv[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            argv += [
+                "--tls-cert-file", str(self.tls.cert),
+                "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca),
+                "--tls-auth-clients", "yes" if self.tls.auth_clients else "no",
+            ]  # fmt: skip
         self._proc = spawn(argv, log=self.data_dir / "redis.stdout")
         track(self)
         try:
@@ -99,8 +111,14 @@ class RedisServer:
 
     def _client(self) -> redis.Redis:
         # no retries: a refused connection is the answer we poll for, and SHUTDOWN drops the link
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            # the server's own certificate doubles as a client certificate (same CA) when asked for one
+            tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)}
+            if self.tls.auth_clients:
+                tls |= {"ssl_certfile": str(self.tls.cert), "ssl_keyfile": str(self.tls.key)}
         return redis.Redis(
-            host="127.0.0.1", port=self.port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+            host="127.0.0.1", port=self.port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0), **tls
         )
 
     def stop(self) -> None:

@@ -30,6 +30,8 @@ from finally_indexer.http import audit, commands, dashboard, failures, health, j
 from finally_indexer.http.auth import API_KEY_HEADER, SECURITY_SCHEME
 from finally_indexer.http.deps import AppDeps, PgPool, redis_client
 from finally_indexer.http.errors import EXCEPTION_HANDLERS
+from finally_indexer.http.headers import EVERY_RESPONSE
+from finally_indexer.http.ratelimit import FailureLimiter
 from finally_indexer.http.status import StatusProjector
 
 __all__ = ["AppDeps", "create_app", "create_metrics_app"]
@@ -65,7 +67,15 @@ def create_app(settings: Settings, *, deps: AppDeps | None = None) -> Litestar:
             *metrics.ROUTES,
             *dashboard.ROUTES,
         ],
-        state=State({"settings": settings, "projector": StatusProjector(settings), "deps": deps}),
+        state=State(
+            {
+                "settings": settings,
+                "projector": StatusProjector(settings),
+                "deps": deps,
+                "auth_failures": FailureLimiter(settings.auth_failures_per_minute),
+            }
+        ),
+        response_headers=EVERY_RESPONSE,
         dependencies={
             "deps": Provide(_deps, sync_to_thread=False),
             "settings": Provide(_settings, sync_to_thread=False),

@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_409_CONFLICT
 from litestar.types import ControllerRouterHandler
 
 from finally_indexer.db import audit as queries
-from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
+from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key, require_read_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.openapi import json_body
 from finally_indexer.processor.audit import AuditBusy, Auditor, Verdict
@@ -58,7 +58,7 @@ async def start_audit(
     )
 
 
-@get("/audit", tags=["audit"], summary="The latest audit report")
+@get("/audit", guards=[require_read_key], tags=["audit"], summary="The latest audit report")
 async def latest_audit(deps: NamedDependency[AppDeps]) -> AuditReport:
     reports = await queries.latest_reports(deps.pool, limit=1)
     if not reports:
@@ -66,7 +66,7 @@ async def latest_audit(deps: NamedDependency[AppDeps]) -> AuditReport:
     return audit_report(reports[0])
 
 
-@get("/audit/{audit_id:str}", tags=["audit"], summary="One audit report")
+@get("/audit/{audit_id:str}", guards=[require_read_key], tags=["audit"], summary="One audit report")
 async def get_audit(audit_id: FromPath[str], deps: NamedDependency[AppDeps]) -> AuditReport:
     found = await queries.report(deps.pool, audit_id)
     if found is None:

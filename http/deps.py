@@ -9,6 +9,7 @@ import asyncpg
 import structlog
 from redis.asyncio import Redis
 
+from finally_indexer.core.redis_client import open_redis
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.pipeline import Connections
 from finally_indexer.processor.vectorstore import VectorStore
@@ -60,4 +61,4 @@ class AppDeps:
 
 def redis_client(settings: Settings) -> Redis:
     """A Redis client with short timeouts (bytes in, bytes out: raw job payloads stay raw)."""
-    return Redis.from_url(settings.redis_dsn(), **REDIS_OPTIONS)
+    return open_redis(settings, **REDIS_OPTIONS)

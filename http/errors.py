@@ -27,19 +27,24 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    429: "too_many_requests",
 }
 
 
-def _body(status: int, error: str, detail: str, extra: Any = None) -> Response[dict[str, Any]]:
+def _body(
+    status: int, error: str, detail: str, extra: Any = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
     content: dict[str, Any] = {"status_code": status, "error": error, "detail": detail}
     if extra:
         content["extra"] = extra
-    return Response(content, status_code=status, media_type=MediaType.JSON)
+    return Response(content, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     extra = exc.extra if isinstance(exc, ValidationException) or exc.extra else None
-    return _body(exc.status_code, _CODES.get(exc.status_code, "http_error"), exc.detail, extra)
+    # Retry-After of a 429, WWW-Authenticate of a 401: part of the answer
+    headers = dict(exc.headers) if exc.headers else None
+    return _body(exc.status_code, _CODES.get(exc.status_code, "http_error"), exc.detail, extra, headers)
 
 
 def dependency_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -19,6 +19,7 @@ from litestar.types import ControllerRouterHandler
 
 from finally_indexer.db import failures
 from finally_indexer.db.failures import FailureFilter
+from finally_indexer.http.auth import require_read_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.schemas.api import FailurePage, FailureView, ReasonSummary
 
@@ -26,7 +27,12 @@ from finally_indexer.schemas.api import FailurePage, FailureView, ReasonSummary
 MAX_PAGE = 500
 
 
-@get("/failures", tags=["failures"], summary="Failed operations, newest first, with a summary by reason")
+@get(
+    "/failures",
+    guards=[require_read_key],
+    tags=["failures"],
+    summary="Failed operations, newest first, with a summary by reason",
+)
 async def list_failures(
     *,
     deps: NamedDependency[AppDeps],

@@ -14,11 +14,12 @@ from litestar.params import FromPath
 from litestar.types import ControllerRouterHandler
 
 from finally_indexer.db import reports
+from finally_indexer.http.auth import require_read_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.schemas.api import JobProgress, JobView
 
 
-@get("/jobs/{job_id:str}", tags=["jobs"], summary="State and progress of one job")
+@get("/jobs/{job_id:str}", guards=[require_read_key], tags=["jobs"], summary="State and progress of one job")
 async def get_job(job_id: FromPath[str], deps: NamedDependency[AppDeps]) -> JobView:
     row = await reports.job(deps.pool, job_id)
     if row is None:

@@ -19,6 +19,7 @@ from finally_indexer.core.errors import PermanentError
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import failures, reports
 from finally_indexer.db.failures import FailureFilter
+from finally_indexer.http.auth import require_read_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.failures import failure_view
 from finally_indexer.processor.audit import judge
@@ -48,6 +49,7 @@ _LISTING_COLUMNS = (
     "/listings/{product_id:int}",
     tags=["listings"],
     summary="One listing: source, point, verdict, failures, jobs",
+    guards=[require_read_key],
 )
 async def get_listing(
     product_id: Annotated[int, PathParameter(ge=1, le=MAX_PRODUCT_ID)],

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import batch_group, jobs_group
 from finally_indexer.db import failures, reports
+from finally_indexer.http.auth import require_read_key
 from finally_indexer.http.deps import AppDeps, PgPool
 from finally_indexer.http.jobs import progress
 from finally_indexer.http.status_streams import stream_stats
@@ -135,7 +136,12 @@ def _recent_error(row: asyncpg.Record) -> RecentError:
     )
 
 
-@get("/status", tags=["status"], summary="Queues, lag, throughput, jobs in progress and failures")
+@get(
+    "/status",
+    guards=[require_read_key],
+    tags=["status"],
+    summary="Queues, lag, throughput, jobs in progress and failures",
+)
 async def status(deps: NamedDependency[AppDeps], projector: NamedDependency[StatusProjector]) -> StatusReport:
     return await projector.report(deps.pool, deps.redis)
 

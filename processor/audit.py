@@ -52,6 +52,7 @@ __all__ = [
     "AuditBusy",
     "Auditor",
     "Verdict",
+    "audit_lock_key",
     "judge",
     "new_audit_id",
     "refresh_audit_gauges",
@@ -94,6 +95,11 @@ class Verdict(StrEnum):
 
 class AuditBusy(RuntimeError):
     """Another audit of the same collection is running."""
+
+
+def audit_lock_key(settings: Settings) -> str:
+    """The Redis key that keeps audits of ``settings.collection`` one at a time."""
+    return f"finally-indexer:audit-lock:{settings.collection}"
 
 
 def judge(row: asyncpg.Record | None, point: StoredListing | None, *, model: str, template: str) -> Verdict:
@@ -199,7 +205,7 @@ class Auditor:
 
     def lock_key(self) -> str:
         """The Redis key that keeps audits of this collection one at a time."""
-        return f"finally-indexer:audit-lock:{self._settings.collection}"
+        return audit_lock_key(self._settings)
 
     async def due(self, *, within_s: float) -> bool:
         """True when no audit of this collection started in the last ``within_s`` seconds."""

@@ -83,8 +83,11 @@ def build_broker(settings: Settings, consumer: Consumer, *, planner: Lane, index
     """A broker with the four subscribers of a worker (not started)."""
     # FastStream's own per-message lines ("Received", "Processed") go through a stdlib logger that
     # core/logging.py routes into structlog, at DEBUG: the consume path logs what matters.
+    # The TLS files reach redis-py's SSLConnection (a rediss:// URL) through FastStream's pool.
+    tls = settings.redis_tls_options()
     broker = RedisBroker(
         settings.redis_dsn(),
+        **tls,
         graceful_timeout=SHUTDOWN_GRACE_S,
         logger=logging.getLogger("finally_indexer.faststream"),
         log_level=logging.DEBUG,

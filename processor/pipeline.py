@@ -19,6 +19,7 @@ import asyncpg
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
+from finally_indexer.core.redis_client import open_redis
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamGroup, batch_group, jobs_group
 from finally_indexer.db.pool import create_pool
@@ -76,7 +77,7 @@ class Connections:
         owned: list[_Close] = []
         try:
             if redis is None:
-                redis = Redis.from_url(settings.redis_dsn(), **(redis_options or {}))
+                redis = open_redis(settings, **(redis_options or {}))
                 owned.append(redis.aclose)
             if pool is None:
                 pool = await create_pool(settings)

@@ -51,6 +51,18 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Audit": ("audit_interval_s", "audit_keep_reports"),
     "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
     "Logging": ("log_level", "log_format"),
+    # --- least privilege, TLS, secret files (docs/operations.md, Hardening) ---
+    "Least privilege and TLS": (
+        "migrate_database_url", "postgres_migrate_user", "postgres_migrate_password",
+        "postgres_sslmode", "postgres_sslrootcert", "postgres_sslcert", "postgres_sslkey",
+        "redis_username", "redis_tls", "redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile",
+        "read_api_key", "auth_failures_per_minute",
+    ),
+    "Secrets from files": (
+        "postgres_password_file", "database_url_file", "migrate_database_url_file",
+        "postgres_migrate_password_file", "redis_password_file", "redis_url_file",
+        "qdrant_api_key_file", "openai_api_key_file", "api_key_file", "read_api_key_file",
+    ),
 }  # fmt: skip
 
 MEANINGS: dict[str, str] = {
@@ -152,6 +164,40 @@ MEANINGS: dict[str, str] = {
     "metrics_port": "Port of a standalone `/metrics` server for worker and bridge processes; 0 = none.",
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR`.",
     "log_format": "`console` (people) or `json` (log shippers).",
+    # --- least privilege, TLS, secret files ---
+    "migrate_database_url": (
+        "DSN of the migration role, used only by `finally-indexer migrate`; unset = `POSTGRES_MIGRATE_USER`,"
+        " else the service's own connection (secret)."
+    ),
+    "postgres_migrate_user": "Migration role on the `POSTGRES_*` host (when `MIGRATE_DATABASE_URL` is unset).",
+    "postgres_migrate_password": "Password of `POSTGRES_MIGRATE_USER` (secret).",
+    "postgres_sslmode": (
+        "libpq `sslmode` for both connections: `verify-full` checks the certificate against"
+        " `POSTGRES_SSLROOTCERT` and the host name; unset = the driver's default."
+    ),
+    "postgres_sslrootcert": "CA certificate file (PEM) that signed the PostgreSQL server's certificate.",
+    "postgres_sslcert": "Client certificate file (PEM), when PostgreSQL asks for one.",
+    "postgres_sslkey": "Private key of `POSTGRES_SSLCERT`.",
+    "redis_username": "Redis ACL user (`check-config` prints its `ACL SETUSER` line); unset = `default`.",
+    "redis_tls": "Connect to `REDIS_HOST` over TLS (`rediss://`); a `REDIS_URL` says it with its scheme.",
+    "redis_ssl_ca_certs": "CA certificate file (PEM) that signed the Redis server's certificate.",
+    "redis_ssl_certfile": "Client certificate file (PEM), when Redis asks for one (`tls-auth-clients`).",
+    "redis_ssl_keyfile": "Private key of `REDIS_SSL_CERTFILE`.",
+    "read_api_key": (
+        "Key the read endpoints (`/status`, `/failures`, `/jobs`, `/listings`, `/audit`, dashboard)"
+        " require (`X-API-Key`; `API_KEY` works there too); unset = open. At least 16 characters (secret)."
+    ),
+    "auth_failures_per_minute": "Failed authentications a client may make per minute; more get 429.",
+    "postgres_password_file": "File holding `POSTGRES_PASSWORD` (Docker secrets); setting both is an error.",
+    "database_url_file": "File holding `DATABASE_URL`.",
+    "migrate_database_url_file": "File holding `MIGRATE_DATABASE_URL`.",
+    "postgres_migrate_password_file": "File holding `POSTGRES_MIGRATE_PASSWORD`.",
+    "redis_password_file": "File holding `REDIS_PASSWORD`.",
+    "redis_url_file": "File holding `REDIS_URL`.",
+    "qdrant_api_key_file": "File holding `QDRANT_API_KEY`.",
+    "openai_api_key_file": "File holding `OPENAI_API_KEY`.",
+    "api_key_file": "File holding `API_KEY`.",
+    "read_api_key_file": "File holding `READ_API_KEY`.",
 }
 
 

@@ -17,6 +17,10 @@ from typing import Any
 import compose
 import pytest
 
+from finally_indexer.core.settings import SECRET_FIELDS, Settings
+from finally_indexer.db.grants import GrantPlan, grant_script
+from finally_indexer.processor.redis_acl import DEFAULT_ACL_USER
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_BIN = Path(compose.__file__).parent / "docker-compose"
 ROLES = ("api", "worker", "bridge", "migrate")
@@ -136,3 +140,47 @@ def test_dockerfile_shape() -> None:
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".env", ".env.*", ".venv", "var", ".git"} <= ignored
+
+
+# --- hardening (docs/operations.md, "Hardening") ---------------------------------------------------
+APP_ROLES = ("api", "worker", "bridge", "migrate")
+
+
+def test_secrets_are_files_never_environment_values(config: dict[str, Any]) -> None:
+    secret_names = {name.upper() for name in SECRET_FIELDS}
+    for role in (*APP_ROLES, "postgres"):
+        service = config["services"][role]
+        environment = service.get("environment", {})
+        assert not secret_names & set(environment), role  # e.g. POSTGRES_PASSWORD in clear
+        mounted = {s["source"] for s in service.get("secrets", [])}
+        for name, value in environment.items():
+            if name.endswith("_FILE"):
+                assert value.startswith("/run/secrets/"), (role, name)
+                assert value.removeprefix("/run/secrets/") in mounted, (role, name)
+    files = {name: Path(s["file"]) for name, s in config["secrets"].items()}
+    assert all(path.parent.name == "secrets" for path in files.values())
+    assert "secrets" in (ROOT / ".dockerignore").read_text().split()
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split()
+    # every secret setting of the service has a _FILE variant the compose file could use
+    assert {f"{name}_file" for name in SECRET_FIELDS} <= set(Settings.model_fields)
+
+
+def test_roles_connect_as_least_privilege_users(config: dict[str, Any]) -> None:
+    services = config["services"]
+    for role in APP_ROLES:
+        environment = services[role]["environment"]
+        assert environment["POSTGRES_USER"] == GrantPlan.service_role, role
+        assert environment["POSTGRES_SCHEMA"] == GrantPlan.schema, role
+        assert environment["REDIS_USERNAME"] == DEFAULT_ACL_USER, role
+    migrate = services["migrate"]["environment"]
+    assert migrate["POSTGRES_MIGRATE_USER"] == GrantPlan.migrate_role
+    assert all("POSTGRES_MIGRATE_USER" not in services[r]["environment"] for r in ("api", "worker", "bridge"))
+    assert "--aclfile" in services["redis"]["command"]
+
+
+def test_the_postgres_init_script_runs_the_documented_grants() -> None:
+    init = (ROOT / "ops" / "postgres" / "10-finally-indexer-roles.sh").read_text()
+    assert f"CREATE ROLE {GrantPlan.service_role} LOGIN" in init
+    assert f"CREATE ROLE {GrantPlan.migrate_role} LOGIN" in init
+    grants = (ROOT / "ops" / "postgres" / "grants.sql").read_text()
+    assert grants.split("\n", 1)[1] == grant_script(GrantPlan(database="finally"))

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from finally_indexer.core.cli import main
 from finally_indexer.core.errors import ConfigurationError
-from finally_indexer.core.settings import EmbedderKind, load_settings
+from finally_indexer.core.settings import SECRET_FIELDS, EmbedderKind, load_settings
 
 CLI = Path(sys.executable).parent / "finally-indexer"
 
@@ -182,3 +183,62 @@ def test_an_empty_or_short_api_key_stops_start_up_naming_it(
 def test_an_unset_api_key_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("API_KEY", raising=False)
     assert load_settings().api_key is None
+
+
+# --- secrets from files, and never in a configuration error ---------------------------------------
+SECRET = "sk-Secret-5d2e8a7c4b1f"
+
+
+def test_a_model_level_error_does_not_print_the_settings_it_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad TEXT_TEMPLATE used to print every setting given, OPENAI_API_KEY in clear included."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(text_template="{nope}")
+    assert "TEXT_TEMPLATE" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_every_secret_can_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in SECRET_FIELDS:
+        path = tmp_path / name
+        path.write_text(f"{name}-value-0123456789\n")  # the newline editors add is not part of it
+        monkeypatch.setenv(f"{name.upper()}_FILE", str(path))
+    settings = load_settings()
+    for name in SECRET_FIELDS:
+        value = getattr(settings, name)
+        assert isinstance(value, SecretStr), name
+        assert value.get_secret_value() == f"{name}-value-0123456789", name
+    # a child process gets the values, not the files (both at once would be refused)
+    env = settings.as_environment()
+    assert env["API_KEY"] == "api_key-value-0123456789"
+    assert not any(
+        key.endswith("_FILE") and key.removesuffix("_FILE").lower() in SECRET_FIELDS for key in env
+    )
+
+
+def test_a_secret_and_its_file_together_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "key").write_text(SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY_FILE", str(tmp_path / "key"))
+    with pytest.raises(
+        ConfigurationError, match="OPENAI_API_KEY and OPENAI_API_KEY_FILE are both set"
+    ) as caught:
+        load_settings()
+    assert SECRET not in str(caught.value)
+
+
+def test_an_unreadable_secret_file_names_the_path_not_a_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("API_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match=r"API_KEY_FILE: cannot read .*missing"):
+        load_settings()
+
+
+def test_the_file_value_is_checked_like_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "short").write_text("short\n")
+    monkeypatch.setenv("API_KEY_FILE", str(tmp_path / "short"))
+    with pytest.raises(ConfigurationError, match="API_KEY is set but too short"):
+        load_settings()

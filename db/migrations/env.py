@@ -2,7 +2,7 @@
 
 Two callers: ``finally_indexer.db.migrate`` passes ``dsn`` and ``schema`` in
 ``config.attributes``; the alembic CLI (packaged ``alembic.ini``) passes ``-x dsn=`` and
-``-x schema=`` or falls back on the service settings. Either way the schema is created if
+``-x schema=`` or falls back on the service settings (``MIGRATE_DATABASE_URL``). Either way the schema is created if
 absent, it comes first on the ``search_path`` (so the unqualified DDL lands in it) and it holds
 the ``alembic_version`` table. A session advisory lock serialises concurrent upgrades, e.g.
 several workers starting at once.
@@ -32,7 +32,7 @@ def _target() -> tuple[str | None, str | None]:
         from finally_indexer.core.settings import load_settings  # noqa: PLC0415 - CLI only
 
         settings = load_settings()
-        dsn = dsn or (None if context.is_offline_mode() else settings.postgres_dsn())
+        dsn = dsn or (None if context.is_offline_mode() else settings.migrate_dsn())
         schema = schema if schema is not None else settings.postgres_schema
     return dsn, (validate_schema(schema) if schema else None)
 
@@ -40,7 +40,13 @@ def _target() -> tuple[str | None, str | None]:
 def _enter_schema(connection: Connection, schema: str | None) -> None:
     connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": MIGRATION_LOCK})
     if schema is not None:
-        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_schema(schema)}")
+        # Checked first: even CREATE SCHEMA IF NOT EXISTS needs CREATE on the database, which a
+        # least-privilege migration role (owner of a schema the DBA made) does not have.
+        exists = connection.execute(
+            text("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = :schema)"), {"schema": schema}
+        ).scalar()
+        if not exists:
+            connection.exec_driver_sql(f"CREATE SCHEMA {quote_schema(schema)}")
         connection.exec_driver_sql(f"SET search_path TO {quote_schema(schema)}, public")
     connection.commit()
 

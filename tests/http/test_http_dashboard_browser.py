@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.app import AppDeps, create_app
 from finally_indexer.http.server import bound_port, build_server, start_in_background
 
+READ_KEY = "read-key-0123456789abcdef"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 #: The screenshot goes to var/ on every run; UPDATE_SCREENSHOT=1 refreshes the one in docs/.
@@ -52,8 +54,10 @@ async def test_dashboard_shows_the_status_figures(served: str, scenario: Any) ->
             page = await browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # the page runs under its Content-Security-Policy: a violation is logged to the console
+            page.on("console", lambda msg: errors.append(msg.text) if "Security Policy" in msg.text else None)
             await page.goto(f"{served}/dashboard")
-            await page.wait_for_function("document.body.dataset.rendered !== undefined", timeout=15_000)
+            await page.wait_for_selector("body[data-rendered]", state="attached", timeout=15_000)
             shown = await page.eval_on_selector_all(
                 "[data-figure]",
                 "nodes => Object.fromEntries(nodes.map(n => [n.dataset.figure, n.dataset.value]))",
@@ -89,3 +93,42 @@ async def test_dashboard_shows_the_status_figures(served: str, scenario: Any) ->
     assert shown["listings.coverage_pct"] == "60"
     assert "api-scenario" in jobs_text
     assert "입력 거부됨" in errors_text  # Korean renders from the page's own text
+
+
+@pytest.fixture
+async def served_with_read_key(deps: AppDeps, settings: Settings) -> AsyncIterator[str]:
+    keyed = settings.model_copy(update={"read_api_key": SecretStr(READ_KEY)})
+    server = build_server(create_app(keyed, deps=deps), "127.0.0.1", 0)
+    stop = asyncio.Event()
+    async with asyncio.timeout(10):
+        task = await start_in_background(server, stop)
+    yield f"http://127.0.0.1:{bound_port(server)}"
+    stop.set()
+    await task
+
+
+async def test_dashboard_behind_a_read_key_works_after_the_browser_login(
+    served_with_read_key: str, scenario: Any
+) -> None:
+    """The 401 asks for Basic credentials; once given, the page and its /status polls get through."""
+    async with httpx.AsyncClient() as client:
+        refused = await client.get(f"{served_with_read_key}/dashboard")
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Basic")
+    from playwright.async_api import async_playwright  # noqa: PLC0415
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await browser.new_context(http_credentials={"username": "ops", "password": READ_KEY})
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if "Security Policy" in msg.text else None)
+            await page.goto(f"{served_with_read_key}/dashboard")
+            await page.wait_for_selector("body[data-rendered]", state="attached", timeout=15_000)
+            indexed = await page.get_attribute('[data-figure="listings.indexed"]', "data-value")
+        finally:
+            await browser.close()
+    assert errors == []
+    assert indexed == "6"
