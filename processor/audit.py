@@ -16,7 +16,8 @@ listing gets one verdict:
 With ``repair`` the fixes go through the ordinary pipeline as ordinary jobs — a sync for
 missing, stale and ghost listings (a sync removes the point of a row that is gone or deleted), a
 forced sync for wrong-model ones — and wrong
-flags are corrected in one transaction (for the row version the audit saw). One audit runs at a
+flags are corrected as the audit goes, ``FLAG_CHUNK`` rows per transaction (each only for the row
+version the audit saw). One audit runs at a
 time per collection, across every process (a Redis lock).
 """
 
@@ -65,6 +66,8 @@ PAGE: Final = 5_000
 #: Items per read-ahead batch, and batches read ahead per side (bounded memory: two sides, two batches of 5,000 each).
 READ_AHEAD_BATCH: Final = 5_000
 READ_AHEAD_DEPTH: Final = 2
+#: Wrong flags corrected per transaction: what a repair holds is bounded however many flags are wrong.
+FLAG_CHUNK: Final = 5_000
 #: Product ids kept per verdict as examples in a report.
 SAMPLE_SIZE: Final = 20
 #: Seconds the audit lock lives without renewal: a crashed auditor blocks the next one this long.
@@ -142,18 +145,22 @@ class _Tally:
 
 
 class _Repairs:
-    """Fixes collected while auditing; jobs are queued every ``MAX_IDS_PER_JOB`` ids (bounded memory)."""
+    """Fixes collected while auditing, applied in chunks as they accumulate (bounded memory): jobs
+    every ``MAX_IDS_PER_JOB`` ids, flag corrections every ``FLAG_CHUNK`` rows (one transaction each)."""
 
     def __init__(self, auditor: Auditor, audit_id: str) -> None:
         self._auditor = auditor
         self._by = f"audit {audit_id}"
         self._ids: dict[tuple[Operation, bool], list[int]] = {}
-        self.flags: list[tuple[int, bool, datetime | None]] = []
+        self._flags: list[tuple[int, bool, datetime | None]] = []
+        self.flags_corrected = 0
         self.job_ids: list[str] = []
 
     async def add(self, verdict: Verdict, product_id: int, row: asyncpg.Record | None) -> None:
         if verdict is Verdict.WRONG_FLAG and row is not None:
-            self.flags.append((product_id, not row["is_conversion"], row["updated_at"]))
+            self._flags.append((product_id, not row["is_conversion"], row["updated_at"]))
+            if len(self._flags) >= FLAG_CHUNK:
+                await self._correct_flags()
         elif verdict in (Verdict.MISSING, Verdict.STALE, Verdict.GHOST, Verdict.WRONG_MODEL):
             # a ghost is synced, not deleted: the sync reads the row when it runs and removes the
             # point only if the row is gone (or deleted) then — a delete queued now would remove,
@@ -167,11 +174,18 @@ class _Repairs:
             await self._flush(operation, force)
 
     async def finish(self) -> int:
-        """Queue what is left and correct the flags (one transaction); the number of flags corrected."""
+        """Queue what is left and correct the last flags; the number of flags corrected in all."""
         for operation, force in list(self._ids):
             await self._flush(operation, force)
-        async with self._auditor.pool.acquire() as conn, conn.transaction():
-            return await queries.correct_flags(conn, self.flags)
+        await self._correct_flags()
+        return self.flags_corrected
+
+    async def _correct_flags(self) -> None:
+        """One transaction for the flags collected so far (each fix guarded by its row version)."""
+        fixes, self._flags = self._flags, []
+        if fixes:
+            async with self._auditor.pool.acquire() as conn, conn.transaction():
+                self.flags_corrected += await queries.correct_flags(conn, fixes)
 
     async def _flush(self, operation: Operation, force: bool) -> None:
         ids = self._ids.pop((operation, force), [])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from redis.asyncio import Redis
 
 from finally_indexer.core import metrics
 from finally_indexer.core.settings import Settings
+from finally_indexer.db import audit as audit_queries
+from finally_indexer.processor import audit as audit_module
 from finally_indexer.processor.audit import AuditBusy, Auditor, run_scheduled
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
@@ -204,3 +206,30 @@ async def test_scheduled_audits_run_once_per_interval_across_workers(
     ]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(started)]
     assert min(gaps) >= 0.4 * 0.9
+
+
+async def test_flag_corrections_are_applied_in_bounded_chunks(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], settings: Settings, auditor: Auditor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """However many flags are wrong, a repair holds at most ``FLAG_CHUNK`` of them at a time."""
+    await add_listings(pool, 1, 5)
+    await _indexed(pipeline, redis, settings)
+    await pool.execute("UPDATE products SET is_conversion = false")
+    monkeypatch.setattr(audit_module, "FLAG_CHUNK", 2)
+    chunks: list[int] = []
+    correct_flags = audit_queries.correct_flags
+
+    async def recorded(db: Any, fixes: Sequence[tuple[int, bool, Any]]) -> int:
+        chunks.append(len(fixes))
+        return await correct_flags(db, fixes)
+
+    monkeypatch.setattr(audit_queries, "correct_flags", recorded)
+
+    report = await auditor.run(repair=True)
+
+    assert report["counts"]["wrong_flag"] == 5
+    assert report["flags_corrected"] == 5
+    assert chunks == [2, 2, 1]
+    assert await pool.fetchval("SELECT bool_and(is_conversion) FROM products") is True
+    assert sum(n for v, n in (await auditor.run())["counts"].items() if v != "ok") == 0
