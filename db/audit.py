@@ -16,6 +16,7 @@ __all__ = [
     "count_listings",
     "finish_report",
     "latest_reports",
+    "listing_page",
     "listing_pages",
     "prune_reports",
     "report",
@@ -47,10 +48,15 @@ async def count_listings(db: DB) -> int:
     return int(await db.fetchval("SELECT count(*) FROM products"))
 
 
+async def listing_page(db: DB, *, after: int, page: int) -> list[asyncpg.Record]:
+    """Up to ``page`` listings with ids above ``after``, in id order (one keyset page)."""
+    return list(await db.fetch(_PAGE, after, page))
+
+
 async def listing_pages(db: DB, *, page: int) -> AsyncIterator[list[asyncpg.Record]]:
     """Every listing in id order, one keyset page at a time (never the whole table in memory)."""
     after = 0
-    while rows := await db.fetch(_PAGE, after, page):
+    while rows := await listing_page(db, after=after, page=page):
         yield rows
         after = int(rows[-1]["id"])
 

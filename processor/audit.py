@@ -16,7 +16,8 @@ listing gets one verdict:
 With ``repair`` the fixes go through the ordinary pipeline as ordinary jobs — a sync for
 missing, stale and ghost listings (a sync removes the point of a row that is gone or deleted), a
 forced sync for wrong-model ones — and wrong
-flags are corrected in one transaction (for the row version the audit saw). One audit runs at a
+flags are corrected as the audit goes, ``FLAG_CHUNK`` rows per transaction (each only for the row
+version the audit saw). One audit runs at a
 time per collection, across every process (a Redis lock).
 """
 
@@ -27,11 +28,11 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -43,8 +44,9 @@ from finally_indexer.core.constants import MAX_IDS_PER_JOB
 from finally_indexer.core.errors import redact
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import audit as queries
+from finally_indexer.processor import audit_rows
+from finally_indexer.processor.audit_rows import ListingRow
 from finally_indexer.processor.enqueue import enqueue_job
-from finally_indexer.processor.texts import build_text, text_hash, version_of
 from finally_indexer.processor.vectorstore import StoredListing, VectorStore
 from finally_indexer.schemas.jobs import Job, JobSource, Operation
 
@@ -66,6 +68,8 @@ PAGE: Final = 5_000
 #: Items per read-ahead batch, and batches read ahead per side (bounded memory: two sides, two batches of 5,000 each).
 READ_AHEAD_BATCH: Final = 5_000
 READ_AHEAD_DEPTH: Final = 2
+#: Wrong flags corrected per transaction: what a repair holds is bounded however many flags are wrong.
+FLAG_CHUNK: Final = 5_000
 #: Product ids kept per verdict as examples in a report.
 SAMPLE_SIZE: Final = 20
 #: Seconds the audit lock lives without renewal: a crashed auditor blocks the next one this long.
@@ -102,30 +106,26 @@ def audit_lock_key(settings: Settings) -> str:
     return f"finally-indexer:audit-lock:{settings.collection}"
 
 
-def judge(row: asyncpg.Record | None, point: StoredListing | None, *, model: str, template: str) -> Verdict:
+def judge(row: ListingRow | None, point: StoredListing | None, *, model: str) -> Verdict:
     """The verdict for one listing: its row (None when absent) against its point (None when absent)."""
     if row is None:
         return Verdict.GHOST
-    updated_at: datetime | None = row["updated_at"]
-    version = version_of(updated_at) if updated_at is not None else None
-    if version is None or (row["tombstone"] is not None and row["tombstone"] >= version):
-        return _should_be_absent(row, point, deleted=version is not None)
+    if not row.should_be_indexed:
+        return _should_be_absent(row, point)
     if point is None:
         return Verdict.MISSING
     if point.model is not None and point.model != model:
         return Verdict.WRONG_MODEL
-    if point.version != version or point.text_hash != text_hash(
-        build_text(cast("Mapping[str, Any]", row), template)
-    ):
+    if point.version != row.version or point.text_hash != row.text_hash:
         return Verdict.STALE
-    return Verdict.OK if row["is_conversion"] else Verdict.WRONG_FLAG
+    return Verdict.OK if row.is_conversion else Verdict.WRONG_FLAG
 
 
-def _should_be_absent(row: asyncpg.Record, point: StoredListing | None, *, deleted: bool) -> Verdict:
+def _should_be_absent(row: ListingRow, point: StoredListing | None) -> Verdict:
     """A deleted row version, or a row without ``updated_at`` (which cannot be indexed)."""
     if point is not None:
-        return Verdict.GHOST if deleted else Verdict.STALE
-    return Verdict.WRONG_FLAG if row["is_conversion"] else Verdict.OK
+        return Verdict.GHOST if row.version is not None else Verdict.STALE
+    return Verdict.WRONG_FLAG if row.is_conversion else Verdict.OK
 
 
 @dataclass(slots=True)
@@ -148,18 +148,22 @@ class _Tally:
 
 
 class _Repairs:
-    """Fixes collected while auditing; jobs are queued every ``MAX_IDS_PER_JOB`` ids (bounded memory)."""
+    """Fixes collected while auditing, applied in chunks as they accumulate (bounded memory): jobs
+    every ``MAX_IDS_PER_JOB`` ids, flag corrections every ``FLAG_CHUNK`` rows (one transaction each)."""
 
     def __init__(self, auditor: Auditor, audit_id: str) -> None:
         self._auditor = auditor
         self._by = f"audit {audit_id}"
         self._ids: dict[tuple[Operation, bool], list[int]] = {}
-        self.flags: list[tuple[int, bool, datetime | None]] = []
+        self._flags: list[tuple[int, bool, datetime | None]] = []
+        self.flags_corrected = 0
         self.job_ids: list[str] = []
 
-    async def add(self, verdict: Verdict, product_id: int, row: asyncpg.Record | None) -> None:
+    async def add(self, verdict: Verdict, product_id: int, row: ListingRow | None) -> None:
         if verdict is Verdict.WRONG_FLAG and row is not None:
-            self.flags.append((product_id, not row["is_conversion"], row["updated_at"]))
+            self._flags.append((product_id, not row.is_conversion, row.updated_at))
+            if len(self._flags) >= FLAG_CHUNK:
+                await self._correct_flags()
         elif verdict in (Verdict.MISSING, Verdict.STALE, Verdict.GHOST, Verdict.WRONG_MODEL):
             # a ghost is synced, not deleted: the sync reads the row when it runs and removes the
             # point only if the row is gone (or deleted) then — a delete queued now would remove,
@@ -173,11 +177,18 @@ class _Repairs:
             await self._flush(operation, force)
 
     async def finish(self) -> int:
-        """Queue what is left and correct the flags (one transaction); the number of flags corrected."""
+        """Queue what is left and correct the last flags; the number of flags corrected in all."""
         for operation, force in list(self._ids):
             await self._flush(operation, force)
-        async with self._auditor.pool.acquire() as conn, conn.transaction():
-            return await queries.correct_flags(conn, self.flags)
+        await self._correct_flags()
+        return self.flags_corrected
+
+    async def _correct_flags(self) -> None:
+        """One transaction for the flags collected so far (each fix guarded by its row version)."""
+        fixes, self._flags = self._flags, []
+        if fixes:
+            async with self._auditor.pool.acquire() as conn, conn.transaction():
+                self.flags_corrected += await queries.correct_flags(conn, fixes)
 
     async def _flush(self, operation: Operation, force: bool) -> None:
         ids = self._ids.pop((operation, force), [])
@@ -307,14 +318,15 @@ class Auditor:
         tally = _Tally()
         repairs = _Repairs(self, audit_id) if repair else None
         expected = await queries.count_listings(self.pool)
-        rows = _Cursor(_read_ahead(queries.listing_pages(self.pool, page=PAGE)))
+        helper = expected >= audit_rows.HELPER_MIN_LISTINGS
+        rows = _Cursor(_read_ahead(audit_rows.row_pages(self.pool, self._settings, page=PAGE, helper=helper)))
         points = _Cursor(_read_ahead(_batched(self._store.scan(), READ_AHEAD_BATCH)))
         await rows.fill()
         await points.fill()
         # Pages are merged item by item without an await per item: only a finished page waits.
         while rows.item is not None or points.item is not None:
             row, point = rows.item, points.item
-            row_id = int(row["id"]) if row is not None else _END
+            row_id = row.product_id if row is not None else _END
             point_id = point.product_id if point is not None else _END
             pid = min(row_id, point_id)
             seen_row = row if row_id == pid else None
@@ -337,8 +349,8 @@ class Auditor:
             progress(tally.listings, expected)
         return tally, repairs
 
-    def _judge(self, row: asyncpg.Record | None, point: StoredListing | None) -> Verdict:
-        return judge(row, point, model=self._model, template=self._settings.text_template)
+    def _judge(self, row: ListingRow | None, point: StoredListing | None) -> Verdict:
+        return judge(row, point, model=self._model)
 
     async def _record_failure(self, audit_id: str, started: float, exc: BaseException) -> None:
         log.error("audit_failed", audit_id=audit_id, error=redact(repr(exc)))

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["build_text", "payload_for", "template_hash", "text_hash", "version_of"]
+__all__ = ["build_text", "datetime_of", "payload_for", "template_hash", "text_hash", "version_of"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -39,37 +39,48 @@ def _number(value: Any) -> str:
     return str(value).strip()
 
 
-def _field_values(row: Mapping[str, Any]) -> dict[str, str | None]:
-    """The template's fields as display strings; ``None`` where the listing has no value."""
-    mileage = row.get("mileage")
+#: The template's placeholders, in the order ``_fields`` reads them.
+_FIELDS = ("title", "year", "price", "content", "brand")
+#: Placeholders shown with thousands separators.
+_NUMBERS = frozenset(("price", "mileage"))
+
+
+def _fields(row: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
+    """The template's fields as display strings (``""`` where missing) and the names present.
+
+    Called once per listing by every sync and for every row an audit reads (a million rows per
+    audit): one pass, no intermediate mapping.
+    """
+    get = row.get
+    mileage = get("mileage")
     if mileage is None:
-        mileage = row.get("odo")  # the scraper fills one or the other
-    raw: dict[str, Any] = {
-        "title": row.get("title"),
-        "year": row.get("year"),
-        "price": row.get("price"),
-        "mileage": mileage,
-        "content": row.get("content"),
-        "brand": row.get("brand"),
-    }
-    values: dict[str, str | None] = {}
-    for name, value in raw.items():
-        if value is None or (isinstance(value, str) and not value.strip()):
-            values[name] = None
-        elif name in ("price", "mileage"):
-            values[name] = _number(value)
+        mileage = get("odo")  # the scraper fills one or the other
+    filled: dict[str, str] = {}
+    present: set[str] = set()
+    for name, value in zip((*_FIELDS, "mileage"), (*map(get, _FIELDS), mileage), strict=True):
+        if value is None:
+            filled[name] = ""
+            continue
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:  # a blank value is a missing one
+                filled[name] = ""
+                continue
         else:
-            values[name] = str(value).strip()
-    return values
+            text = _number(value) if name in _NUMBERS else str(value).strip()
+        filled[name] = text
+        present.add(name)
+    return filled, present
 
 
 @functools.lru_cache(maxsize=16)
-def _template_lines(template: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Each line of ``template`` with the placeholders it names (parsed once per template)."""
-    return tuple(
-        (line, tuple(name for _, name, _, _ in _FORMATTER.parse(line) if name is not None))
+def _compiled(template: str) -> tuple[tuple[tuple[str, frozenset[str]], ...], frozenset[str]]:
+    """Each line of ``template`` with the placeholders it names, and all of them (parsed once)."""
+    lines = tuple(
+        (line, frozenset(name for _, name, _, _ in _FORMATTER.parse(line) if name is not None))
         for line in template.split("\n")
     )
+    return lines, frozenset().union(*(names for _, names in lines))
 
 
 def build_text(row: Mapping[str, Any], template: str) -> str:
@@ -77,14 +88,14 @@ def build_text(row: Mapping[str, Any], template: str) -> str:
 
     A line is left out when every placeholder on it is missing (no "Year: " without a year).
     """
-    values = _field_values(row)
-    present = {name for name, value in values.items() if value is not None}
-    filled = {name: value or "" for name, value in values.items()}
-    text = "\n".join(
-        line.format_map(filled)
-        for line, names in _template_lines(template)
-        if not names or not present.isdisjoint(names)
-    )
+    filled, present = _fields(row)
+    lines, names = _compiled(template)
+    if names <= present:  # no line is left out: one format call (most listings have every field)
+        text = template.format_map(filled)
+    else:
+        text = "\n".join(
+            line.format_map(filled) for line, named in lines if not named or not present.isdisjoint(named)
+        )
     return (_BLANK_RUNS.sub("\n\n", text) if "\n\n\n" in text else text).strip()
 
 
@@ -111,6 +122,11 @@ def version_of(updated_at: datetime) -> int:
     if updated_at.tzinfo is None:
         updated_at = updated_at.replace(tzinfo=UTC)
     return (updated_at - _EPOCH) // _ONE_MICROSECOND
+
+
+def datetime_of(version: int) -> datetime:
+    """The instant a version stands for (UTC): ``version_of(datetime_of(v)) == v``."""
+    return _EPOCH + timedelta(microseconds=version)
 
 
 def _json_value(value: Any) -> Any:

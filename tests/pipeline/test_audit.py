@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,9 @@ from redis.asyncio import Redis
 
 from finally_indexer.core import metrics
 from finally_indexer.core.settings import Settings
+from finally_indexer.db import audit as audit_queries
+from finally_indexer.processor import audit as audit_module
+from finally_indexer.processor import audit_rows
 from finally_indexer.processor.audit import AuditBusy, Auditor, run_scheduled
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
@@ -204,3 +207,50 @@ async def test_scheduled_audits_run_once_per_interval_across_workers(
     ]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(started)]
     assert min(gaps) >= 0.4 * 0.9
+
+
+async def test_flag_corrections_are_applied_in_bounded_chunks(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], settings: Settings, auditor: Auditor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """However many flags are wrong, a repair holds at most ``FLAG_CHUNK`` of them at a time."""
+    await add_listings(pool, 1, 5)
+    await _indexed(pipeline, redis, settings)
+    await pool.execute("UPDATE products SET is_conversion = false")
+    monkeypatch.setattr(audit_module, "FLAG_CHUNK", 2)
+    chunks: list[int] = []
+    correct_flags = audit_queries.correct_flags
+
+    async def recorded(db: Any, fixes: Sequence[tuple[int, bool, Any]]) -> int:
+        chunks.append(len(fixes))
+        return await correct_flags(db, fixes)
+
+    monkeypatch.setattr(audit_queries, "correct_flags", recorded)
+
+    report = await auditor.run(repair=True)
+
+    assert report["counts"]["wrong_flag"] == 5
+    assert report["flags_corrected"] == 5
+    assert chunks == [2, 2, 1]
+    assert await pool.fetchval("SELECT bool_and(is_conversion) FROM products") is True
+    assert sum(n for v, n in (await auditor.run())["counts"].items() if v != "ok") == 0
+
+
+async def test_a_helper_process_reduces_the_rows_of_a_large_table_to_the_same_verdicts(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings,
+    auditor: Auditor, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+    await _corrupt_each_way(pool, store, settings)
+    monkeypatch.setattr(audit_module, "PAGE", 3)  # keyset pages across the whole table
+    in_process = await auditor.run()
+
+    monkeypatch.setattr(audit_rows, "HELPER_MIN_LISTINGS", 0)  # the table counts as large
+    helped = await auditor.run(repair=True)
+
+    assert helped["counts"] == in_process["counts"] == {"ok": LISTINGS - 4, **DRIFTED}
+    assert helped["samples"] == in_process["samples"]
+    assert helped["flags_corrected"] == 1
+    await pipeline.drain()
+    assert sum(n for v, n in (await auditor.run())["counts"].items() if v != "ok") == 0
