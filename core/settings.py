@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     embedding_concurrency: int = Field(4, ge=1, le=64)
     text_template: str = DEFAULT_TEXT_TEMPLATE
 
+    # Cost accounting and the live console
+    #: US dollars per 1M input tokens, per model (JSON object); replaces the published default table.
+    embedding_prices: dict[str, float] = dict(c.EMBEDDING_USD_PER_MILLION_TOKENS)
+    #: The live progress display of ``up`` and ``worker``: ``auto`` shows it when stdout is a
+    #: terminal and logs are not JSON.
+    console: Literal["auto", "on", "off"] = "auto"
+
     # Streams and keys
     legacy_list: str = c.LEGACY_LIST
     jobs_stream: str = c.JOBS_STREAM
@@ -118,7 +125,7 @@ class Settings(BaseSettings):
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["console", "json"] = "console"
+    log_format: Literal["auto", "console", "json"] = "auto"
 
     @field_validator("api_key")
     @classmethod
@@ -131,6 +138,13 @@ class Settings(BaseSettings):
                 "loopback-only)"
             )
         return key
+
+    @field_validator("embedding_prices")
+    @classmethod
+    def _check_prices(cls, prices: dict[str, float]) -> dict[str, float]:
+        if any(price < 0 for price in prices.values()):
+            raise ValueError("EMBEDDING_PRICES: a price per 1M tokens cannot be negative")
+        return prices
 
     @model_validator(mode="after")
     def _check_template(self) -> Settings:
@@ -182,6 +196,10 @@ class Settings(BaseSettings):
             value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
             env[name.upper()] = value.value if isinstance(value, StrEnum) else str(value)
         return env
+
+    def usd_per_million_tokens(self, model: str) -> float:
+        """The price of ``model`` from ``EMBEDDING_PRICES`` (0 for a model the table does not name)."""
+        return self.embedding_prices.get(model, 0.0)
 
     def model_name(self) -> str:
         """The name of the model the configured embedder writes into every point's payload."""

@@ -97,6 +97,15 @@ class JobProgress(BaseModel):
     percent: float = Field(description="Share of the planned listings handled, 0-100.")
 
 
+class JobCost(BaseModel):
+    """What a job's embedding calls used so far (each batch counted once, when it completes)."""
+
+    tokens: int = Field(description="Tokens the embedding provider billed (0 for the offline embedder).")
+    requests: int = Field(description="Embedding requests the job's batches needed.")
+    usd: float = Field(description="Estimated US dollars, at the model's price in EMBEDDING_PRICES.")
+    model: str | None = Field(description="The model that embedded (null while nothing was embedded).")
+
+
 class JobView(BaseModel):
     """``GET /jobs/{job_id}``."""
 
@@ -110,6 +119,7 @@ class JobView(BaseModel):
     product_ids: list[int] | None
     error: str | None
     progress: JobProgress
+    cost: JobCost
     created_at: datetime
     planned_at: datetime | None
     finished_at: datetime | None

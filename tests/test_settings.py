@@ -22,7 +22,8 @@ CLI = Path(sys.executable).parent / "finally-indexer"
         ("REDIS_PORT", "abc", "valid integer"),
         ("POSTGRES_PORT", "70000", "less than or equal to 65535"),
         ("VECTOR_SIZE", "0", "greater than or equal to 1"),
-        ("LOG_FORMAT", "xml", "'console' or 'json'"),
+        ("LOG_FORMAT", "xml", "'auto', 'console' or 'json'"),
+        ("CONSOLE", "maybe", "'auto', 'on' or 'off'"),
         ("LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("VECTOR_STORE", "mongo", "'server', 'edge' or 'local'"),
         ("EMBEDDER", "magic", "'auto', 'openai' or 'hashing'"),
@@ -182,3 +183,16 @@ def test_an_empty_or_short_api_key_stops_start_up_naming_it(
 def test_an_unset_api_key_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("API_KEY", raising=False)
     assert load_settings().api_key is None
+
+
+def test_embedding_prices_are_read_as_json_and_unknown_models_cost_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().usd_per_million_tokens("text-embedding-3-large") == 0.13
+    monkeypatch.setenv("EMBEDDING_PRICES", '{"my-model": 0.5}')
+    settings = load_settings()
+    assert settings.usd_per_million_tokens("my-model") == 0.5
+    assert settings.usd_per_million_tokens("text-embedding-3-large") == 0.0
+    monkeypatch.setenv("EMBEDDING_PRICES", '{"my-model": -1}')
+    with pytest.raises(ConfigurationError, match=r"EMBEDDING_PRICES.*cannot be negative"):
+        load_settings()

@@ -185,6 +185,25 @@ async def test_get_job_reports_progress_summed_over_batches(client: Client, pool
     assert body["finished_at"] is None
 
 
+async def test_get_job_and_status_report_the_cost_counted_so_far(
+    client: Client, pool: asyncpg.Pool[Any]
+) -> None:
+    job_id = (await client.post("/sync", json={"product_ids": [1, 2]})).json()["job_id"]
+    assert (await client.get(f"/jobs/{job_id}")).json()["cost"] == {
+        "tokens": 0, "requests": 0, "usd": 0.0, "model": None,
+    }  # fmt: skip
+    await pool.execute(
+        "UPDATE index_jobs SET embedding_tokens = 1500000, embedding_requests = 3, cost_usd = 0.195,"
+        " embedding_model = 'text-embedding-3-large' WHERE job_id = $1",
+        job_id,
+    )
+
+    cost = {"tokens": 1_500_000, "requests": 3, "usd": 0.195, "model": "text-embedding-3-large"}
+    assert (await client.get(f"/jobs/{job_id}")).json()["cost"] == cost
+    [listed] = [j for j in (await client.get("/status")).json()["jobs"] if j["job_id"] == job_id]
+    assert listed["cost"] == cost
+
+
 async def test_unknown_job_is_404(client: Client) -> None:
     res = await client.get("/jobs/api-nope")
     assert res.status_code == 404
