@@ -140,7 +140,7 @@ def test_an_env_file_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.parametrize(
-    "command", ["up", "api", "worker", "bridge", "migrate", "seed-demo", "dev-schema", "check-config"]
+    "command", ["up", "api", "worker", "sync", "bridge", "migrate", "seed-demo", "dev-schema", "check-config"]
 )
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:

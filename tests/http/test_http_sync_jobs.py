@@ -204,6 +204,28 @@ async def test_get_job_and_status_report_the_cost_counted_so_far(
     assert listed["cost"] == cost
 
 
+async def test_dry_run_answers_the_estimate_and_queues_nothing(
+    client: Client, redis: aioredis.Redis, pool: asyncpg.Pool[Any], settings: Settings
+) -> None:
+    await pool.execute(
+        "INSERT INTO products (id, title, content, price, updated_at)"
+        " SELECT i, 'PCX ' || i, 'listing ' || i, 1000 * i, now() FROM generate_series(1, 20) AS i"
+    )
+
+    res = await client.post("/sync", json={"product_ids": "all", "dry_run": True})
+
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["dry_run"] is True
+    assert (body["listings"], body["embed"], body["skip"], body["delete"], body["fail"]) == (20, 20, 0, 0, 0)
+    assert body["model"] == settings.model_name()
+    assert body["tokens"] > 0
+    assert body["requests"] == -(-20 // settings.batch_size)
+    assert (body["usd"], body["duration_s"]) == (0.0, None)  # the offline embedder is free; no budget known
+    assert await redis.xlen(settings.jobs_stream) == 0
+    assert await pool.fetchval("SELECT count(*) FROM index_jobs") == 0
+
+
 async def test_unknown_job_is_404(client: Client) -> None:
     res = await client.get("/jobs/api-nope")
     assert res.status_code == 404
