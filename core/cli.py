@@ -212,15 +212,20 @@ async def cmd_up(settings: Settings, args: argparse.Namespace, stop: asyncio.Eve
             return
         if args.initial_sync:
             await _queue_initial_sync(settings)
-        _say(_banner(settings, urls.redis_url, urls.postgres_dsn))
-        await _with_console(settings, roles.run_all(settings, stop=stop), stop=stop)
+        banner = _banner(settings, urls.redis_url, urls.postgres_dsn)
+        await _with_console(settings, roles.run_all(settings, stop=stop), stop=stop, header=banner)
     log.info("dev_servers_stopped")
 
 
 # --- helpers ------------------------------------------------------------------------------------
-async def _with_console(settings: Settings, role: Awaitable[None], *, stop: asyncio.Event) -> None:
-    """Run ``role``, with the live console beside it when a person watches (see ``console_enabled``)."""
+async def _with_console(
+    settings: Settings, role: Awaitable[None], *, stop: asyncio.Event, header: str | None = None
+) -> None:
+    """Run ``role``, with the live console beside it when a person watches (see ``console_enabled``)
+    and ``header`` at its top; without the console ``header`` is printed once."""
     if not console_enabled(settings.console, settings.log_format, terminal=sys.stdout.isatty()):
+        if header is not None:
+            _say(header)
         await role
         return
 
@@ -232,7 +237,7 @@ async def _with_console(settings: Settings, role: Awaitable[None], *, stop: asyn
 
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(role_then_stop())
-        tasks.create_task(run_console(settings, stop=stop))
+        tasks.create_task(run_console(settings, stop=stop, header=header))
 
 
 async def _migrate(settings: Settings) -> None:

@@ -129,9 +129,14 @@ def _usd(value: float) -> str:
 
 
 def render(
-    jobs: Sequence[JobLine], queues: QueueLine | None, *, problem: str | None = None
+    jobs: Sequence[JobLine],
+    queues: QueueLine | None,
+    *,
+    header: str | None = None,
+    problem: str | None = None,
 ) -> RenderableType:
-    """The console: a table of jobs (newest first), then one line of queues and failures."""
+    """The console: ``header`` (the addresses ``up`` prints), a table of jobs (newest first), then
+    one line of queues and failures."""
     table = Table(box=None, pad_edge=False, expand=False, show_edge=False, header_style="bold")
     for name, justify in (
         ("job", "left"), ("status", "left"), ("progress", "left"), ("done / total", "right"),
@@ -144,7 +149,8 @@ def render(
             f"{job.handled:,} / {job.total:,}", f"{job.per_second:,.1f}" if job.per_second else "-",
             human_duration(job.eta_s), f"{job.tokens:,}", _usd(job.usd),
         )  # fmt: skip
-    parts: list[RenderableType] = [table if jobs else Text("no jobs in the last minutes", style="dim")]
+    parts: list[RenderableType] = [] if header is None else [Text(header)]
+    parts.append(table if jobs else Text("no jobs in the last minutes", style="dim"))
     if queues is not None:
         parts.append(_queue_text(queues))
     if problem is not None:
@@ -180,19 +186,20 @@ def render_text(renderable: RenderableType, *, width: int = 120) -> str:
 
 
 # --- the live loop ---------------------------------------------------------------------------------
-async def run_console(settings: Settings, *, stop: asyncio.Event) -> None:
-    """Redraw the console every second until ``stop``; its own small pool and Redis client."""
+async def run_console(settings: Settings, *, stop: asyncio.Event, header: str | None = None) -> None:
+    """Redraw the console every second until ``stop``, ``header`` on top (log lines scroll above
+    it, so it never scrolls away); its own small pool and Redis client."""
     pool = await create_pool(settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 2}))
     projector = StatusProjector(settings)
     redis = Redis.from_url(settings.redis_dsn())
     stderr = sys.stderr  # Live replaces it while it runs
     try:
         with (
-            Live(render([], None), console=Console(), refresh_per_second=4) as live,
+            Live(render([], None, header=header), console=Console(), refresh_per_second=4) as live,
             _logs_through_live(stderr),
         ):
             while not stop.is_set():
-                live.update(await _snapshot(pool, redis, projector))
+                live.update(await _snapshot(pool, redis, projector, header))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), REFRESH_S)
     finally:
@@ -200,7 +207,9 @@ async def run_console(settings: Settings, *, stop: asyncio.Event) -> None:
         await pool.close()
 
 
-async def _snapshot(pool: PgPool, redis: Redis, projector: StatusProjector) -> RenderableType:
+async def _snapshot(
+    pool: PgPool, redis: Redis, projector: StatusProjector, header: str | None
+) -> RenderableType:
     """The console now; a dependency that does not answer is shown, never fatal."""
     try:
         rows, queues, counts = await asyncio.gather(
@@ -208,7 +217,7 @@ async def _snapshot(pool: PgPool, redis: Redis, projector: StatusProjector) -> R
         )
     except Exception as exc:  # the console only watches: the roles handle outages themselves
         log.debug("console_refresh_failed", error=repr(exc))
-        return render([], None, problem=type(exc).__name__)
+        return render([], None, header=header, problem=type(exc).__name__)
     now = datetime.now(UTC)
     by_role = {s.role: s for s in queues.streams}
     line = QueueLine(
@@ -216,7 +225,7 @@ async def _snapshot(pool: PgPool, redis: Redis, projector: StatusProjector) -> R
         batches_pending=by_role["batches"].group.pending, dead_letters=queues.dead_letter_length,
         failures_open=counts.open, legacy_list=queues.legacy_list_length,
     )  # fmt: skip
-    return render([job_line(r, now) for r in rows], line)
+    return render([job_line(r, now) for r in rows], line, header=header)
 
 
 @contextlib.contextmanager

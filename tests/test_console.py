@@ -188,3 +188,10 @@ def test_logs_are_for_people_on_a_terminal() -> None:
     assert "api-1" in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.strip())
+
+
+def test_the_addresses_stay_on_top_of_the_console() -> None:
+    banner = "finally-indexer is up\n  dashboard    http://127.0.0.1:8000/dashboard"
+    lines = render_text(render([job_line(row(), NOW)], QUEUES, header=banner)).splitlines()
+    assert lines[:2] == banner.splitlines()
+    assert lines[2].startswith("job ")
