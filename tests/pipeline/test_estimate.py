@@ -100,6 +100,7 @@ async def test_dry_run_estimate_is_within_5_percent_of_the_tokens_the_real_run_i
         " FROM index_job_batches WHERE job_id = $1",
         job["job_id"],
     )
+    assert progress is not None
     assert (progress["indexed"], progress["skipped"], progress["deleted"]) == (22, 2, 1)
 
 
@@ -141,7 +142,7 @@ async def test_scan_streams_keyset_pages(
     limits: list[int] = []
     scan = products.scan_listings_with_state
 
-    async def spy(db, *, after: int, limit: int, changed: bool):  # type: ignore[no-untyped-def]
+    async def spy(db, *, after: int, limit: int, changed: bool):
         rows = await scan(db, after=after, limit=limit, changed=changed)
         limits.append(len(rows))
         return rows
