@@ -7,13 +7,14 @@ host/port parts when set. Secrets are ``SecretStr`` and never appear in ``repr``
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from finally_indexer.core import constants as c
 from finally_indexer.core.errors import ConfigurationError
@@ -194,7 +195,10 @@ class Settings(BaseSettings):
             if raw is None:
                 continue
             value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
-            env[name.upper()] = value.value if isinstance(value, StrEnum) else str(value)
+            if isinstance(value, dict):  # read back as JSON, like any complex setting
+                env[name.upper()] = json.dumps(value)
+            else:
+                env[name.upper()] = value.value if isinstance(value, StrEnum) else str(value)
         return env
 
     def usd_per_million_tokens(self, model: str) -> float:
@@ -212,6 +216,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc)) from None
+    except SettingsError as exc:  # a JSON setting (EMBEDDING_PRICES) that is not JSON
+        raise ConfigurationError(f"invalid configuration:\n  {exc}: give a JSON object") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from finally_indexer.core.cli import main
 from finally_indexer.core.errors import ConfigurationError
@@ -196,3 +197,17 @@ def test_embedding_prices_are_read_as_json_and_unknown_models_cost_nothing(
     monkeypatch.setenv("EMBEDDING_PRICES", '{"my-model": -1}')
     with pytest.raises(ConfigurationError, match=r"EMBEDDING_PRICES.*cannot be negative"):
         load_settings()
+    monkeypatch.setenv("EMBEDDING_PRICES", "{'my-model': 0.5}")
+    with pytest.raises(ConfigurationError, match=r"embedding_prices.*give a JSON object"):
+        load_settings()
+
+
+def test_settings_survive_the_trip_through_a_child_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``as_environment`` is how tests and benchmarks hand settings to worker processes."""
+    given = load_settings(
+        embedding_prices={"text-embedding-3-large": 0.13, "my-model": 0.5}, api_key=SecretStr("k" * 16),
+        batch_size=7, console="off",
+    )  # fmt: skip
+    for name, value in given.as_environment().items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == given
