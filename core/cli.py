@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
+from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from finally_indexer.core import roles
+from finally_indexer.core.console import console_enabled, human_duration, run_console
 from finally_indexer.core.errors import BrokerUnrecoverable, ConfigurationError
 from finally_indexer.core.logging import configure_logging
 from finally_indexer.core.redis_client import open_redis
@@ -34,8 +36,11 @@ from finally_indexer.db.pool import create_pool
 from finally_indexer.db.seed_demo import seed_demo
 from finally_indexer.devenv.servers import DEV_POSTGRES_PORT, DEV_REDIS_PORT, ServerError, dev_servers
 from finally_indexer.processor.audit import AuditBusy, Auditor, Verdict
+from finally_indexer.processor.enqueue import enqueue_job
+from finally_indexer.processor.estimate import Estimate, dry_run
 from finally_indexer.processor.pipeline import Connections
 from finally_indexer.processor.redis_acl import acl_setuser_line
+from finally_indexer.schemas.api import SyncRequest
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +66,52 @@ async def cmd_api(settings: Settings, _args: argparse.Namespace, stop: asyncio.E
 
 async def cmd_worker(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
     """Planner, indexer and reclaimers: consume the jobs and batch streams."""
-    await roles.run_worker(settings, stop=stop)
+    await _with_console(settings, roles.run_worker(settings, stop=stop), stop=stop)
+
+
+async def cmd_sync(settings: Settings, args: argparse.Namespace, _stop: asyncio.Event) -> None:
+    """Queue a synchronisation, as ``POST /sync`` does; ``--dry-run`` prints its estimate instead
+    and queues nothing."""
+    try:
+        request = SyncRequest(
+            product_ids=args.ids or "all", scope=args.scope, force=args.force, operation=args.operation,
+            requested_by="cli", dry_run=args.dry_run,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise ConfigurationError(f"sync: {exc.errors()[0]['msg']}") from None
+    async with _pool(settings) as pool:
+        if request.dry_run:
+            # The rate budget is not in the settings yet: the estimate then names no duration.
+            _say(estimate_summary(await dry_run(pool, settings, request.to_job())))
+            return
+        redis = Redis.from_url(settings.redis_dsn())
+        try:
+            job_id = await enqueue_job(pool, redis, jobs_stream=settings.jobs_stream, job=request.to_job())
+        finally:
+            await redis.aclose()
+    _say(f"queued {job_id}")
+
+
+def estimate_summary(found: Estimate) -> str:
+    """A dry run's estimate as a few lines for a terminal."""
+    t = found.tally
+    duration = (
+        f"{human_duration(found.duration_s)} at {found.tokens_per_minute:,} tokens/min"
+        if found.duration_s is not None
+        else "unknown (no rate budget known)"
+    )
+    return "\n".join(
+        [
+            (
+                f"dry run: {t.listings:,} listings: {t.embed:,} to embed, {t.skip:,} unchanged (skipped), "
+                f"{t.delete:,} to delete, {t.fail:,} failing"
+            ),
+            f"  tokens    {t.usage.tokens:,} in {t.usage.requests:,} requests ({found.model})",
+            f"  cost      ${found.usd:,.4f} at ${found.usd_per_million_tokens:g} per 1M tokens",
+            f"  duration  {duration}",
+            "nothing was queued",
+        ]
+    )
 
 
 async def cmd_bridge(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -183,12 +233,34 @@ async def cmd_up(settings: Settings, args: argparse.Namespace, stop: asyncio.Eve
             return
         if args.initial_sync:
             await _queue_initial_sync(settings)
-        _say(_banner(settings, urls.redis_url, urls.postgres_dsn))
-        await roles.run_all(settings, stop=stop)
+        banner = _banner(settings, urls.redis_url, urls.postgres_dsn)
+        await _with_console(settings, roles.run_all(settings, stop=stop), stop=stop, header=banner)
     log.info("dev_servers_stopped")
 
 
 # --- helpers ------------------------------------------------------------------------------------
+async def _with_console(
+    settings: Settings, role: Awaitable[None], *, stop: asyncio.Event, header: str | None = None
+) -> None:
+    """Run ``role``, with the live console beside it when a person watches (see ``console_enabled``)
+    and ``header`` at its top; without the console ``header`` is printed once."""
+    if not console_enabled(settings.console, settings.log_format, terminal=sys.stdout.isatty()):
+        if header is not None:
+            _say(header)
+        await role
+        return
+
+    async def role_then_stop() -> None:
+        try:
+            await role
+        finally:
+            stop.set()  # the console ends with the role, however it ends
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(role_then_stop())
+        tasks.create_task(run_console(settings, stop=stop, header=header))
+
+
 async def _migrate(settings: Settings) -> None:
     await asyncio.to_thread(upgrade, settings.migrate_dsn(), schema=settings.postgres_schema)
     log.info("migrated", schema=settings.postgres_schema or "public")
@@ -288,6 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("api", cmd_api, "serve the control API, dashboard and /metrics")
     add("worker", cmd_worker, "run a worker: planner, indexer, reclaimers")
+    sync = add("sync", cmd_sync, "queue a synchronisation (or estimate one with --dry-run)")
+    sync.add_argument("ids", nargs="*", type=int, help="product ids (default: every listing)")
+    sync.add_argument(
+        "--scope", choices=("changed", "all"), default="changed",
+        help="without ids: only listings changed since indexed (default), or all",
+    )  # fmt: skip
+    sync.add_argument("--force", action="store_true", help="re-embed even unchanged listings")
+    sync.add_argument("--operation", choices=("sync", "update", "delete"), default="sync")
+    sync.add_argument(
+        "--dry-run", action="store_true",
+        help="queue nothing: print what it would embed, skip and delete, its tokens, cost and duration",
+    )  # fmt: skip
     add("bridge", cmd_bridge, "move legacy LPUSH jobs into the jobs stream")
     add("migrate", cmd_migrate, "apply database migrations (as MIGRATE_DATABASE_URL's role)")
     grants = add("grants", cmd_grants, "print the PostgreSQL GRANT statements of least privilege")

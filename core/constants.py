@@ -44,6 +44,14 @@ OPENAI_MAX_TOKENS_PER_REQUEST: Final = 300_000
 OPENAI_MAX_TOKENS_PER_INPUT: Final = 8191
 #: US dollars per 1M input tokens for text-embedding-3-large (published price list).
 OPENAI_USD_PER_MILLION_TOKENS: Final = 0.13
+#: The default of ``EMBEDDING_PRICES``: US dollars per 1M input tokens, per model (OpenAI's
+#: published list); the offline embedder is free. A model missing from the table is counted at 0.
+EMBEDDING_USD_PER_MILLION_TOKENS: Final = {
+    "text-embedding-3-large": OPENAI_USD_PER_MILLION_TOKENS,
+    "text-embedding-3-small": 0.02,
+    "text-embedding-ada-002": 0.10,
+    HASHING_MODEL: 0.0,
+}
 
 # --- batching and redelivery defaults ------------------------------------------------------------
 #: Listings per batch message: small enough that a redelivered batch costs little, large enough

@@ -1,7 +1,9 @@
 """Logging setup, done once by the entrypoint: structlog for our code, stdlib logs routed through it.
 
 Every module logs with ``log = structlog.get_logger(__name__)`` and key/value events. ``console``
-renders coloured lines for people; ``json`` renders one JSON object per line for log shippers.
+renders coloured lines for people; ``json`` renders one JSON object per line for log shippers;
+``auto`` (the default) is ``console`` on a terminal and ``json`` anywhere else (a pipe, a file, a
+container's log driver), so what a machine reads is always JSON lines.
 Library loggers (uvicorn, asyncpg, faststream, alembic …) go through the same renderer.
 """
 
@@ -25,8 +27,19 @@ _QUIET = {
 }
 
 
-def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
+LogFormat = Literal["auto", "console", "json"]
+
+
+def resolve_format(fmt: LogFormat, *, terminal: bool) -> Literal["console", "json"]:
+    """The renderer ``fmt`` means when stderr is (or is not) a terminal: ``auto`` follows it."""
+    if fmt == "auto":
+        return "console" if terminal else "json"
+    return fmt
+
+
+def configure_logging(level: str, fmt: LogFormat) -> None:
     """Route structlog and stdlib logging to stderr at ``level``, rendered as ``fmt``."""
+    fmt = resolve_format(fmt, terminal=sys.stderr.isatty())
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,

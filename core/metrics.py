@@ -99,6 +99,28 @@ EMBED_COST = Counter(
     namespace=NS,
     registry=REGISTRY,
 )
+ACCOUNTED_TOKENS = Counter(
+    "job_embedding_tokens_total",
+    "Embedding tokens accounted to jobs (each batch once, when it completes; a delivery that failed "
+    "before its batch completed is billed in embedding_tokens_total but not here).",
+    ["model"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+ACCOUNTED_REQUESTS = Counter(
+    "job_embedding_requests_total",
+    "Embedding requests accounted to jobs (what each batch's texts need within the model's limits).",
+    ["model"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+ACCOUNTED_COST = Counter(
+    "job_embedding_cost_usd_total",
+    "Estimated US dollars accounted to jobs, at the prices in EMBEDDING_PRICES.",
+    ["model"],
+    namespace=NS,
+    registry=REGISTRY,
+)
 
 # --- vector store and end to end -------------------------------------------------------------------
 STORE_WRITE_SECONDS = Histogram(

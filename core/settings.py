@@ -7,13 +7,14 @@ host/port parts when set. Secrets are ``SecretStr`` and never appear in ``repr``
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from finally_indexer.core import constants as c
 from finally_indexer.core.errors import ConfigurationError
@@ -124,6 +125,13 @@ class Settings(BaseSettings):
     embedding_concurrency: int = Field(4, ge=1, le=64)
     text_template: str = DEFAULT_TEXT_TEMPLATE
 
+    # Cost accounting and the live console
+    #: US dollars per 1M input tokens, per model (JSON object); replaces the published default table.
+    embedding_prices: dict[str, float] = dict(c.EMBEDDING_USD_PER_MILLION_TOKENS)
+    #: The live progress display of ``up`` and ``worker``: ``auto`` shows it when stdout is a
+    #: terminal and logs are not JSON.
+    console: Literal["auto", "on", "off"] = "auto"
+
     # Streams and keys
     legacy_list: str = c.LEGACY_LIST
     jobs_stream: str = c.JOBS_STREAM
@@ -160,7 +168,7 @@ class Settings(BaseSettings):
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["console", "json"] = "console"
+    log_format: Literal["auto", "console", "json"] = "auto"
 
     # --- Least privilege, TLS and secrets read from files (docs/operations.md, "Hardening") ---
     #: The migrations' own connection (a role that owns the service's schema); the service's
@@ -227,6 +235,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name.upper()} and {name.upper()}_FILE are both set: keep one")
             values[name] = read_secret_file(Path(str(given)), name=f"{name.upper()}_FILE")
         return values
+
+    @field_validator("embedding_prices")
+    @classmethod
+    def _check_prices(cls, prices: dict[str, float]) -> dict[str, float]:
+        if any(price < 0 for price in prices.values()):
+            raise ValueError("EMBEDDING_PRICES: a price per 1M tokens cannot be negative")
+        return prices
 
     @model_validator(mode="after")
     def _check_template(self) -> Settings:
@@ -323,8 +338,15 @@ class Settings(BaseSettings):
             if raw is None or (name.endswith("_file") and name.removesuffix("_file") in SECRET_FIELDS):
                 continue
             value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
-            env[name.upper()] = value.value if isinstance(value, StrEnum) else str(value)
+            if isinstance(value, dict):  # read back as JSON, like any complex setting
+                env[name.upper()] = json.dumps(value)
+            else:
+                env[name.upper()] = value.value if isinstance(value, StrEnum) else str(value)
         return env
+
+    def usd_per_million_tokens(self, model: str) -> float:
+        """The price of ``model`` from ``EMBEDDING_PRICES`` (0 for a model the table does not name)."""
+        return self.embedding_prices.get(model, 0.0)
 
     def model_name(self) -> str:
         """The name of the model the configured embedder writes into every point's payload."""
@@ -337,6 +359,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc)) from None
+    except SettingsError as exc:  # a JSON setting (EMBEDDING_PRICES) that is not JSON
+        raise ConfigurationError(f"invalid configuration:\n  {exc}: give a JSON object") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -19,6 +19,7 @@ from finally_indexer.schemas.jobs import Job
 
 __all__ = [
     "BatchCounts",
+    "BatchUsage",
     "complete_batch",
     "fail_batch",
     "fail_job",
@@ -46,6 +47,16 @@ class BatchCounts:
     failed: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class BatchUsage:
+    """What the embedding calls of one batch used: tokens billed, requests, US dollars, the model."""
+
+    tokens: int = 0
+    requests: int = 0
+    usd: float = 0.0
+    model: str | None = None
+
+
 # ``total`` is known at once for a list of ids; the planner sets it for "all".
 _INSERT_JOB = """
 INSERT INTO index_jobs (
@@ -71,6 +82,13 @@ UPDATE index_job_batches SET status = 'done', indexed = $3, skipped = $4, delete
     deliveries = GREATEST(deliveries, $7), updated_at = now()
 WHERE job_id = $1 AND seq = $2 AND status = 'pending'
 RETURNING seq
+"""
+# Runs only after _COMPLETE_BATCH moved the batch out of 'pending' (in the same transaction): a
+# redelivered batch adds nothing. The job's row is locked by then (lock_job), so no update is lost.
+_ADD_USAGE = """
+UPDATE index_jobs SET embedding_tokens = embedding_tokens + $2, embedding_requests = embedding_requests + $3,
+    cost_usd = cost_usd + $4::numeric, embedding_model = coalesce($5, embedding_model)
+WHERE job_id = $1
 """
 _FAIL_BATCH = """
 UPDATE index_job_batches SET status = 'failed', failed = cardinality(product_ids),
@@ -174,8 +192,17 @@ async def lock_unqueued_retries(db: DB, job_ids: Sequence[str] | None = None) ->
     return [Job.model_validate(dict(r)) for r in rows]
 
 
-async def complete_batch(db: DB, job_id: str, seq: int, counts: BatchCounts, *, deliveries: int = 1) -> bool:
-    """Mark the batch done with its counts; False when it had already left 'pending'."""
+async def complete_batch(
+    db: DB,
+    job_id: str,
+    seq: int,
+    counts: BatchCounts,
+    *,
+    deliveries: int = 1,
+    usage: BatchUsage | None = None,
+) -> bool:
+    """Mark the batch done with its counts and add its ``usage`` to the job's; False (and nothing
+    added) when it had already left 'pending'. Call it in a transaction holding the job's lock."""
     row = await db.fetchrow(
         _COMPLETE_BATCH,
         job_id,
@@ -186,7 +213,11 @@ async def complete_batch(db: DB, job_id: str, seq: int, counts: BatchCounts, *, 
         counts.failed,
         deliveries,
     )
-    return row is not None
+    if row is None:
+        return False
+    if usage is not None and (usage.tokens or usage.requests):
+        await db.execute(_ADD_USAGE, job_id, usage.tokens, usage.requests, usage.usd, usage.model)
+    return True
 
 
 async def fail_batch(db: DB, job_id: str, seq: int, *, deliveries: int) -> bool:

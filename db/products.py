@@ -15,10 +15,12 @@ from finally_indexer.db.pool import DB
 
 __all__ = [
     "fetch_listings",
+    "fetch_listings_with_state",
     "mark_converted",
     "mark_unconverted",
     "scan_changed_ids",
     "scan_ids",
+    "scan_listings_with_state",
     "scan_orphan_ids",
 ]
 
@@ -27,6 +29,21 @@ SELECT id, title, url, img_url, price, content, odo, mileage, brand, year, updat
 FROM products WHERE id = ANY($1::bigint[])
 """
 _SCAN = "SELECT id FROM products WHERE id > $1 ORDER BY id LIMIT $2"
+# A listing with what index_state recorded writing for it (the dry run's skip check).
+_WITH_STATE = """
+SELECT p.id, p.title, p.url, p.img_url, p.price, p.content, p.odo, p.mileage, p.brand, p.year, p.updated_at,
+       p.is_conversion, s.text_hash AS indexed_hash, s.model AS indexed_model
+FROM products p LEFT JOIN index_state s ON s.product_id = p.id
+"""
+_SCAN_WITH_STATE = _WITH_STATE + "WHERE p.id > $1 ORDER BY p.id LIMIT $2"
+# The same rows as _SCAN_CHANGED selects.
+_SCAN_CHANGED_WITH_STATE = (
+    _WITH_STATE
+    + """WHERE p.id > $1
+  AND (NOT p.is_conversion OR s.product_id IS NULL OR p.updated_at > s.source_updated_at)
+ORDER BY p.id LIMIT $2"""
+)
+_FETCH_WITH_STATE = _WITH_STATE + "WHERE p.id = ANY($1::bigint[])"
 # A listing needs indexing when it is not flagged, was never written, or changed since it was.
 _SCAN_CHANGED = """
 SELECT p.id FROM products p LEFT JOIN index_state s ON s.product_id = p.id
@@ -53,6 +70,18 @@ async def fetch_listings(db: DB, ids: Sequence[int]) -> dict[int, asyncpg.Record
     """The current rows of ``ids`` (absent ids are missing from the result), in one query."""
     rows = await db.fetch(_FETCH, list(ids))
     return {int(row["id"]): row for row in rows}
+
+
+async def fetch_listings_with_state(db: DB, ids: Sequence[int]) -> dict[int, asyncpg.Record]:
+    """Like :func:`fetch_listings`, with ``indexed_hash`` and ``indexed_model`` from ``index_state``."""
+    rows = await db.fetch(_FETCH_WITH_STATE, list(ids))
+    return {int(row["id"]): row for row in rows}
+
+
+async def scan_listings_with_state(db: DB, *, after: int, limit: int, changed: bool) -> list[asyncpg.Record]:
+    """One keyset page of listings (only those :func:`scan_changed_ids` would give when ``changed``),
+    with ``indexed_hash`` and ``indexed_model`` from ``index_state``."""
+    return list(await db.fetch(_SCAN_CHANGED_WITH_STATE if changed else _SCAN_WITH_STATE, after, limit))
 
 
 async def scan_ids(db: DB, *, after: int, limit: int) -> list[int]:

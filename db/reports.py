@@ -26,7 +26,8 @@ _PROGRESS = """
 
 _JOB_COLUMNS = """
     j.job_id, j.operation, j.scope, j.product_ids, j.force, j.source, j.requested_by, j.status,
-    j.total, j.batches, j.error, j.created_at, j.planned_at, j.finished_at, j.updated_at
+    j.total, j.batches, j.error, j.created_at, j.planned_at, j.finished_at, j.updated_at,
+    j.embedding_tokens, j.embedding_requests, j.cost_usd::float8 AS cost_usd, j.embedding_model
 """
 
 

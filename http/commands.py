@@ -2,6 +2,8 @@
 
 Both need the API key (:func:`~finally_indexer.http.auth.require_api_key`) and hand the work to the
 stream side (:mod:`finally_indexer.processor.enqueue`); they answer as soon as it is queued.
+``POST /sync`` with ``dry_run`` queues nothing and answers with the job's estimate
+(:mod:`finally_indexer.processor.estimate`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Annotated
 
 from litestar import Response, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from litestar.types import ControllerRouterHandler
 
@@ -19,7 +22,8 @@ from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.openapi import json_body
 from finally_indexer.processor.enqueue import enqueue_job, requeue_failures
-from finally_indexer.schemas.api import RetryRequest, RetryResult, SyncAccepted, SyncRequest
+from finally_indexer.processor.estimate import Estimate, dry_run
+from finally_indexer.schemas.api import RetryRequest, RetryResult, SyncAccepted, SyncEstimate, SyncRequest
 
 
 @post(
@@ -29,17 +33,37 @@ from finally_indexer.schemas.api import RetryRequest, RetryResult, SyncAccepted,
     security=[{SECURITY_SCHEME: []}],
     tags=["jobs"],
     summary="Queue a synchronisation",
-    description="Answers 202 at once with the job id; follow the job at the Location header (/jobs/{id}).",
+    description=(
+        "Answers 202 at once with the job id; follow the job at the Location header (/jobs/{id}). "
+        "With dry_run, queues nothing and answers 200 with the estimate (it reads every listing the job "
+        "covers: seconds for 30,000, minutes for a million)."
+    ),
+    responses={HTTP_200_OK: ResponseSpec(SyncEstimate, description="dry_run: the estimate; nothing queued")},
 )
 async def sync(
     data: Annotated[SyncRequest, json_body(SyncRequest)],
     deps: NamedDependency[AppDeps],
     settings: NamedDependency[Settings],
-) -> Response[SyncAccepted]:
+) -> Response[SyncAccepted | SyncEstimate]:
+    if data.dry_run:
+        # The rate budget is unknown here until settings carry it: the answer then has no duration.
+        found = await dry_run(deps.pool, settings, data.to_job())
+        return Response(sync_estimate(found), status_code=HTTP_200_OK)
     job_id = await enqueue_job(deps.pool, deps.redis, jobs_stream=settings.jobs_stream, job=data.to_job())
     location = f"/jobs/{job_id}"
     body = SyncAccepted(job_id=job_id, status="pending", links={"self": location, "status": "/status"})
     return Response(body, status_code=HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+def sync_estimate(found: Estimate) -> SyncEstimate:
+    """The API's form of a dry run's estimate."""
+    tally = found.tally
+    return SyncEstimate(
+        listings=tally.listings, embed=tally.embed, skip=tally.skip, delete=tally.delete, fail=tally.fail,
+        tokens=tally.usage.tokens, requests=tally.usage.requests, usd=round(found.usd, 6), model=found.model,
+        usd_per_million_tokens=found.usd_per_million_tokens, duration_s=found.duration_s,
+        tokens_per_minute=found.tokens_per_minute, requests_per_minute=found.requests_per_minute,
+    )  # fmt: skip
 
 
 @post(

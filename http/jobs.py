@@ -16,7 +16,7 @@ from litestar.types import ControllerRouterHandler
 from finally_indexer.db import reports
 from finally_indexer.http.auth import require_read_key
 from finally_indexer.http.deps import AppDeps
-from finally_indexer.schemas.api import JobProgress, JobView
+from finally_indexer.schemas.api import JobCost, JobProgress, JobView
 
 
 @get("/jobs/{job_id:str}", guards=[require_read_key], tags=["jobs"], summary="State and progress of one job")
@@ -40,6 +40,7 @@ def job_view(row: asyncpg.Record) -> JobView:
         product_ids=list(row["product_ids"]) if row["product_ids"] is not None else None,
         error=row["error"],
         progress=progress(row),
+        cost=cost(row),
         created_at=row["created_at"],
         planned_at=row["planned_at"],
         finished_at=row["finished_at"],
@@ -64,6 +65,16 @@ def progress(row: asyncpg.Record) -> JobProgress:
         batches=max(row["batches"], row["batch_rows"]),
         batches_done=row["batches_done"],
         percent=percent,
+    )
+
+
+def cost(row: asyncpg.Record) -> JobCost:
+    """What the job's embedding calls used so far."""
+    return JobCost(
+        tokens=row["embedding_tokens"],
+        requests=row["embedding_requests"],
+        usd=round(row["cost_usd"], 6),
+        model=row["embedding_model"],
     )
 
 

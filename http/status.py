@@ -25,7 +25,7 @@ from finally_indexer.core.streams import batch_group, jobs_group
 from finally_indexer.db import failures, reports
 from finally_indexer.http.auth import require_read_key
 from finally_indexer.http.deps import AppDeps, PgPool
-from finally_indexer.http.jobs import progress
+from finally_indexer.http.jobs import cost, progress
 from finally_indexer.http.status_streams import stream_stats
 from finally_indexer.http.status_throughput import ThroughputTracker
 from finally_indexer.schemas.status import (
@@ -122,6 +122,7 @@ def _job_summary(row: asyncpg.Record) -> JobSummary:
         row["created_at"],
         row["finished_at"],
         progress(row),
+        cost(row),
     )
 
 

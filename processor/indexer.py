@@ -18,6 +18,10 @@ cost. Transient failures propagate (the entry stays pending and is reclaimed); a
 rejects, or a row without ``updated_at``, fails only its listing. The batch's events are written
 to the outbox in that transaction and relayed to Redis after the commit (a slow Redis never holds
 the job's row lock; a crash or a failed XADD only delays them: see ``processor/outbox.py``).
+
+What the batch's embedding call used (tokens billed, requests, US dollars at the model's price)
+is added to its job in that same transaction, and only when it moves the batch out of 'pending':
+a redelivered batch is not counted twice.
 """
 
 from __future__ import annotations
@@ -32,12 +36,20 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
-from finally_indexer.core.metrics import END_TO_END_SECONDS, FAILURES, LISTINGS
+from finally_indexer.core.metrics import (
+    ACCOUNTED_COST,
+    ACCOUNTED_REQUESTS,
+    ACCOUNTED_TOKENS,
+    END_TO_END_SECONDS,
+    FAILURES,
+    LISTINGS,
+)
 from finally_indexer.core.streams import StreamEntry
 from finally_indexer.db import failures, jobs, products, state, tombstones
 from finally_indexer.db.failures import Failure
-from finally_indexer.db.jobs import BatchCounts
+from finally_indexer.db.jobs import BatchCounts, BatchUsage
 from finally_indexer.db.state import IndexedListing
+from finally_indexer.processor.cost import Usage, requests_needed, usd
 from finally_indexer.processor.deadletter import DeadLetters
 from finally_indexer.processor.dependencies import Dependency, calling
 from finally_indexer.processor.embedding import Embedder
@@ -93,6 +105,7 @@ class _Outcome:
     spared: list[int] = field(default_factory=list)  # a delete of a row re-created since: kept
     rejected: dict[int, _Failed] = field(default_factory=dict)  # failed listings: product id -> why
     new_ids: set[int] = field(default_factory=set)  # written listings that were not stored before
+    usage: Usage = field(default_factory=Usage)  # what the embedding call used
 
     def removed(self) -> list[int]:
         """Every listing whose point this batch removed."""
@@ -112,7 +125,7 @@ class Indexer:
 
     def __init__(
         self, *, pool: asyncpg.Pool[Any], store: VectorStore, embedder: Embedder, events: EventLog,
-        dead_letters: DeadLetters, text_template: str,
+        dead_letters: DeadLetters, text_template: str, usd_per_million_tokens: float = 0.0,
     ) -> None:  # fmt: skip
         self._pool = pool
         self._store = store
@@ -120,6 +133,7 @@ class Indexer:
         self._events = events
         self._dead = dead_letters
         self._template = text_template
+        self._price = usd_per_million_tokens
 
     async def handle(self, entry: StreamEntry, *, deliveries: int = 1) -> None:
         """Process one batch entry (or dead-letter it if unreadable). Failures propagate."""
@@ -132,8 +146,8 @@ class Indexer:
             outcome = await self._delete(batch)
         else:
             outcome = await self._sync(batch)
-        await self._commit(entry, batch, outcome, deliveries)
-        await self._report(batch, outcome)
+        counted = await self._commit(entry, batch, outcome, deliveries)
+        await self._report(batch, outcome, counted=counted)
 
     async def _delete(self, batch: BatchMessage) -> _Outcome:
         """Tombstone and remove the listings, except those whose row is newer than the delete."""
@@ -219,6 +233,7 @@ class Indexer:
     async def _embed_and_upsert(self, todo: list[_Listing], outcome: _Outcome) -> None:
         with calling(Dependency.EMBEDDING):  # whatever the embedder raises is the embedding API's
             result = await self._embedder.embed_many([x.text for x in todo])
+        outcome.usage = Usage(result.tokens, requests_needed(len(todo), result.tokens, self._embedder.limits))
         points: list[ListingPoint] = []
         for i, (x, vector) in enumerate(zip(todo, result.vectors, strict=True)):
             if vector is None:
@@ -253,8 +268,9 @@ class Indexer:
 
     async def _commit(
         self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, deliveries: int
-    ) -> None:
-        """Every PostgreSQL effect of the batch, its completion and its events, in one transaction.
+    ) -> bool:
+        """Every PostgreSQL effect of the batch, its completion, its usage and its events, in one
+        transaction; True when this delivery completed the batch (False: it had been before).
 
         The events go to the outbox (:mod:`.outbox`), so a crash after the commit cannot lose
         them; ``job_completed`` is among them when this batch closed the job. No Redis call in
@@ -276,22 +292,45 @@ class Indexer:
                 conn, [x.product_id for x in indexed] + outcome.deleted + outcome.tombstoned
             )
             job_status = None
-            if await jobs.complete_batch(
-                conn, batch.job_id, batch.seq, outcome.counts(), deliveries=deliveries
-            ):
+            counted = await jobs.complete_batch(
+                conn, batch.job_id, batch.seq, outcome.counts(), deliveries=deliveries,
+                usage=self._usage_of(outcome),
+            )  # fmt: skip
+            if counted:
                 job_status = await jobs.finish_job_if_done(conn, batch.job_id)
             await stage(conn, _events_of(batch, outcome, job_status))
+        return counted
+
+    def _usage_of(self, outcome: _Outcome) -> BatchUsage:
+        tokens, requests = outcome.usage.tokens, outcome.usage.requests
+        return BatchUsage(
+            tokens, requests, usd(tokens, self._price), self._embedder.model if requests else None
+        )
 
     def _state_of(self, x: _Listing) -> IndexedListing:
         return IndexedListing(x.product_id, x.hash, x.updated_at, x.version, self._embedder.model)
 
-    async def _report(self, batch: BatchMessage, outcome: _Outcome) -> None:
+    async def _report(self, batch: BatchMessage, outcome: _Outcome, *, counted: bool) -> None:
         """After the commit: relay the outbox (the batch's events, with whatever else waits there)."""
         await relay_soon(self._pool, self._events)
         _count(outcome)
+        if counted:
+            self._count_usage(outcome.usage)
         if batch.received_ms:
             END_TO_END_SECONDS.observe(max(0.0, time.time() - batch.received_ms / 1000))
-        log.info("batch_indexed", job_id=batch.job_id, seq=batch.seq, **_as_dict(outcome.counts()))
+        # DEBUG: one line per batch is hundreds per sync; jobs and the console show the progress.
+        log.debug(
+            "batch_indexed", job_id=batch.job_id, seq=batch.seq, tokens=outcome.usage.tokens,
+            **_as_dict(outcome.counts()),
+        )  # fmt: skip
+
+    def _count_usage(self, usage: Usage) -> None:
+        """The usage accounted to jobs, per model (each batch once, at the configured price)."""
+        if usage.requests:
+            model = self._embedder.model
+            ACCOUNTED_TOKENS.labels(model=model).inc(usage.tokens)
+            ACCOUNTED_REQUESTS.labels(model=model).inc(usage.requests)
+            ACCOUNTED_COST.labels(model=model).inc(usd(usage.tokens, self._price))
 
 
 def _events_of(batch: BatchMessage, outcome: _Outcome, job_status: str | None) -> list[Event]:

@@ -184,6 +184,7 @@ class Pipeline:
         indexer = Indexer(
             pool=pool, store=conns.store, embedder=embedder, events=events, dead_letters=dead,
             text_template=settings.text_template,
+            usd_per_million_tokens=settings.usd_per_million_tokens(embedder.model),
         )  # fmt: skip
         name = consumer_name(settings)
         breakers = Breakers(

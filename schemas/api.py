@@ -27,6 +27,7 @@ class SyncRequest(BaseModel):
             "examples": [
                 {"product_ids": "all", "scope": "changed"},
                 {"product_ids": [101, 102, 103], "operation": "update", "force": True},
+                {"product_ids": "all", "scope": "all", "force": True, "dry_run": True},
             ]
         },
     )
@@ -43,6 +44,11 @@ class SyncRequest(BaseModel):
     )
     requested_by: str | None = Field(
         default=None, max_length=200, description="Free text shown in job listings."
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Queue nothing: answer 200 with what the job would embed, skip and delete, its tokens,"
+        " requests, US dollars and expected duration.",
     )
 
     @model_validator(mode="after")
@@ -84,6 +90,44 @@ class SyncAccepted(BaseModel):
     links: dict[str, str] = Field(description="self: this job; status: the service status.")
 
 
+class SyncEstimate(BaseModel):
+    """``200`` answer of ``POST /sync`` with ``dry_run``: what the job would do; nothing was queued."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "dry_run": True, "listings": 30000, "embed": 30000, "skip": 0, "delete": 0, "fail": 0,
+                    "tokens": 9641000, "requests": 469, "usd": 1.25333, "model": "text-embedding-3-large",
+                    "usd_per_million_tokens": 0.13, "duration_s": 578.5, "tokens_per_minute": 1000000,
+                    "requests_per_minute": 0,
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    dry_run: Literal[True] = True
+    listings: int = Field(description="Listings the job would cover.")
+    embed: int = Field(description="Listings it would embed (new, changed, or forced).")
+    skip: int = Field(description="Listings unchanged since they were indexed (no embedding).")
+    delete: int = Field(description="Listings it would remove from the collection (rows gone, or a delete).")
+    fail: int = Field(description="Listings it would fail (a row without updated_at).")
+    tokens: int = Field(
+        description="Tokens of the texts to embed, as the model counts them (cl100k for OpenAI, after"
+        " truncation; characters for the offline embedder, which bills nothing)."
+    )
+    requests: int = Field(description="Embedding requests the batches need.")
+    usd: float = Field(description="Estimated US dollars at the model's price in EMBEDDING_PRICES.")
+    model: str
+    usd_per_million_tokens: float
+    duration_s: float | None = Field(
+        description="Seconds at the rate budget (the slower of tokens and requests per minute); null when"
+        " the budget is not known."
+    )
+    tokens_per_minute: int = Field(description="The budget the duration assumes (0: unknown).")
+    requests_per_minute: int
+
+
 class JobProgress(BaseModel):
     """Counts summed over a job's batches."""
 
@@ -95,6 +139,15 @@ class JobProgress(BaseModel):
     batches: int
     batches_done: int
     percent: float = Field(description="Share of the planned listings handled, 0-100.")
+
+
+class JobCost(BaseModel):
+    """What a job's embedding calls used so far (each batch counted once, when it completes)."""
+
+    tokens: int = Field(description="Tokens the embedding provider billed (0 for the offline embedder).")
+    requests: int = Field(description="Embedding requests the job's batches needed.")
+    usd: float = Field(description="Estimated US dollars, at the model's price in EMBEDDING_PRICES.")
+    model: str | None = Field(description="The model that embedded (null while nothing was embedded).")
 
 
 class JobView(BaseModel):
@@ -110,6 +163,7 @@ class JobView(BaseModel):
     product_ids: list[int] | None
     error: str | None
     progress: JobProgress
+    cost: JobCost
     created_at: datetime
     planned_at: datetime | None
     finished_at: datetime | None

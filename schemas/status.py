@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from finally_indexer.schemas.api import JobProgress
+from finally_indexer.schemas.api import JobCost, JobProgress
 
 __all__ = [
     "GroupStats",
@@ -103,6 +103,7 @@ class JobSummary:
     created_at: datetime
     finished_at: datetime | None
     progress: JobProgress
+    cost: JobCost
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import json
 import sys
 import typing
 from pathlib import Path
@@ -42,6 +43,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "embedder", "openai_api_key", "openai_base_url", "embedding_model", "vector_size",
         "embedding_max_input_tokens", "embedding_concurrency", "text_template",
     ),
+    "Cost accounting and the console": ("embedding_prices", "console"),
     "Streams and processing": (
         "legacy_list", "jobs_stream", "batch_stream", "events_stream", "dead_letter_stream",
         "batch_size", "reclaim_idle_ms", "max_deliveries", "worker_concurrency", "consumer_name",
@@ -163,7 +165,6 @@ MEANINGS: dict[str, str] = {
     ),
     "metrics_port": "Port of a standalone `/metrics` server for worker and bridge processes; 0 = none.",
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR`.",
-    "log_format": "`console` (people) or `json` (log shippers).",
     # --- least privilege, TLS, secret files ---
     "migrate_database_url": (
         "DSN of the migration role, used only by `finally-indexer migrate`; unset = `POSTGRES_MIGRATE_USER`,"
@@ -198,6 +199,15 @@ MEANINGS: dict[str, str] = {
     "openai_api_key_file": "File holding `OPENAI_API_KEY`.",
     "api_key_file": "File holding `API_KEY`.",
     "read_api_key_file": "File holding `READ_API_KEY`.",
+    "log_format": "`console` (people), `json` (log shippers), or `auto`: `console` on a terminal, `json` otherwise.",
+    "embedding_prices": (
+        "US dollars per 1M input tokens, per model, as a JSON object (replaces the whole table); a model"
+        " it does not name is counted at 0. Prices jobs (`GET /jobs/{id}`), metrics and dry runs."
+    ),
+    "console": (
+        "The live progress display of `up` and `worker`: `auto` shows it when stdout is a terminal and"
+        " logs are not JSON; `on`, `off`."
+    ),
 }
 
 
@@ -209,12 +219,16 @@ def _default(info: FieldInfo) -> str:
         return ""
     if isinstance(value, enum.Enum):
         value = value.value
+    if isinstance(value, dict):  # read from the environment as JSON
+        return json.dumps(value, separators=(",", ":"))
     return str(value)
 
 
 def _form(info: FieldInfo) -> str:
     annotation = info.annotation
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is dict:
+        return "JSON object"
     if typing.get_origin(annotation) is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
     base = args[0] if args and typing.get_origin(annotation) is not typing.Literal else annotation

@@ -23,7 +23,8 @@ CLI = Path(sys.executable).parent / "finally-indexer"
         ("REDIS_PORT", "abc", "valid integer"),
         ("POSTGRES_PORT", "70000", "less than or equal to 65535"),
         ("VECTOR_SIZE", "0", "greater than or equal to 1"),
-        ("LOG_FORMAT", "xml", "'console' or 'json'"),
+        ("LOG_FORMAT", "xml", "'auto', 'console' or 'json'"),
+        ("CONSOLE", "maybe", "'auto', 'on' or 'off'"),
         ("LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("VECTOR_STORE", "mongo", "'server', 'edge' or 'local'"),
         ("EMBEDDER", "magic", "'auto', 'openai' or 'hashing'"),
@@ -140,7 +141,7 @@ def test_an_env_file_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.parametrize(
-    "command", ["up", "api", "worker", "bridge", "migrate", "seed-demo", "dev-schema", "check-config"]
+    "command", ["up", "api", "worker", "sync", "bridge", "migrate", "seed-demo", "dev-schema", "check-config"]
 )
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
@@ -242,3 +243,30 @@ def test_the_file_value_is_checked_like_the_variable(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("API_KEY_FILE", str(tmp_path / "short"))
     with pytest.raises(ConfigurationError, match="API_KEY is set but too short"):
         load_settings()
+
+
+def test_embedding_prices_are_read_as_json_and_unknown_models_cost_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().usd_per_million_tokens("text-embedding-3-large") == 0.13
+    monkeypatch.setenv("EMBEDDING_PRICES", '{"my-model": 0.5}')
+    settings = load_settings()
+    assert settings.usd_per_million_tokens("my-model") == 0.5
+    assert settings.usd_per_million_tokens("text-embedding-3-large") == 0.0
+    monkeypatch.setenv("EMBEDDING_PRICES", '{"my-model": -1}')
+    with pytest.raises(ConfigurationError, match=r"EMBEDDING_PRICES.*cannot be negative"):
+        load_settings()
+    monkeypatch.setenv("EMBEDDING_PRICES", "{'my-model': 0.5}")
+    with pytest.raises(ConfigurationError, match=r"embedding_prices.*give a JSON object"):
+        load_settings()
+
+
+def test_settings_survive_the_trip_through_a_child_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``as_environment`` is how tests and benchmarks hand settings to worker processes."""
+    given = load_settings(
+        embedding_prices={"text-embedding-3-large": 0.13, "my-model": 0.5}, api_key=SecretStr("k" * 16),
+        batch_size=7, console="off",
+    )  # fmt: skip
+    for name, value in given.as_environment().items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == given

@@ -80,8 +80,12 @@
       const fill = el("div");
       fill.style.width = p.percent + "%";
       bar.append(fill);
+      const c = j.cost;
       const right = el("div", "muted",
         `${p.percent}% · ${fmt(p.done)} indexed · ${fmt(p.skipped)} skipped · ${fmt(p.failed)} failed / ${fmt(p.total)}`);
+      const spent = el("span", "cost", ` · ${fmt(c.tokens)} tokens · $${c.usd.toFixed(c.usd < 1 ? 4 : 2)}`);
+      spent.title = `${fmt(c.requests)} embedding requests` + (c.model ? ` · ${c.model}` : "");
+      right.append(spent);
       row.append(left, bar, right);
       box.append(row);
     }

@@ -101,7 +101,9 @@ async def build(pool: asyncpg.Pool[Any], redis: aioredis.Redis, settings: Settin
 
     job_id = "api-scenario"
     await pool.execute(
-        "INSERT INTO index_jobs (job_id, operation, scope, source, status, total, batches) VALUES ($1, 'sync', 'all', 'api', 'running', 10, 2)",
+        "INSERT INTO index_jobs (job_id, operation, scope, source, status, total, batches, embedding_tokens,"
+        " embedding_requests, cost_usd, embedding_model)"
+        " VALUES ($1, 'sync', 'all', 'api', 'running', 10, 2, 1850, 1, 0.0002405, 'text-embedding-3-large')",
         job_id,
     )
     await pool.execute(

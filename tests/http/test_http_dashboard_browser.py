@@ -92,6 +92,7 @@ async def test_dashboard_shows_the_status_figures(served: str, scenario: Any) ->
     assert {k: int(shown[k]) for k in expected} == expected
     assert shown["listings.coverage_pct"] == "60"
     assert "api-scenario" in jobs_text
+    assert "1,850 tokens · $0.0002" in jobs_text  # the job's cost so far
     assert "입력 거부됨" in errors_text  # Korean renders from the page's own text
 
 

@@ -183,6 +183,47 @@ async def test_get_job_reports_progress_summed_over_batches(client: Client, pool
     assert body["finished_at"] is None
 
 
+async def test_get_job_and_status_report_the_cost_counted_so_far(
+    client: Client, pool: asyncpg.Pool[Any]
+) -> None:
+    job_id = (await client.post("/sync", json={"product_ids": [1, 2]})).json()["job_id"]
+    assert (await client.get(f"/jobs/{job_id}")).json()["cost"] == {
+        "tokens": 0, "requests": 0, "usd": 0.0, "model": None,
+    }  # fmt: skip
+    await pool.execute(
+        "UPDATE index_jobs SET embedding_tokens = 1500000, embedding_requests = 3, cost_usd = 0.195,"
+        " embedding_model = 'text-embedding-3-large' WHERE job_id = $1",
+        job_id,
+    )
+
+    cost = {"tokens": 1_500_000, "requests": 3, "usd": 0.195, "model": "text-embedding-3-large"}
+    assert (await client.get(f"/jobs/{job_id}")).json()["cost"] == cost
+    [listed] = [j for j in (await client.get("/status")).json()["jobs"] if j["job_id"] == job_id]
+    assert listed["cost"] == cost
+
+
+async def test_dry_run_answers_the_estimate_and_queues_nothing(
+    client: Client, redis: aioredis.Redis, pool: asyncpg.Pool[Any], settings: Settings
+) -> None:
+    await pool.execute(
+        "INSERT INTO products (id, title, content, price, updated_at)"
+        " SELECT i, 'PCX ' || i, 'listing ' || i, 1000 * i, now() FROM generate_series(1, 20) AS i"
+    )
+
+    res = await client.post("/sync", json={"product_ids": "all", "dry_run": True})
+
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["dry_run"] is True
+    assert (body["listings"], body["embed"], body["skip"], body["delete"], body["fail"]) == (20, 20, 0, 0, 0)
+    assert body["model"] == settings.model_name()
+    assert body["tokens"] > 0
+    assert body["requests"] == -(-20 // settings.batch_size)
+    assert (body["usd"], body["duration_s"]) == (0.0, None)  # the offline embedder is free; no budget known
+    assert await redis.xlen(settings.jobs_stream) == 0
+    assert await pool.fetchval("SELECT count(*) FROM index_jobs") == 0
+
+
 async def test_unknown_job_is_404(client: Client) -> None:
     res = await client.get("/jobs/api-nope")
     assert res.status_code == 404
