@@ -161,7 +161,6 @@ def _run_phase(args: argparse.Namespace) -> None:
     settings = _settings(args.dsn, args.redis, Path(args.path))
     result = asyncio.run(baseline(settings) if args.phase == "baseline" else audit(settings))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["helper_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(result))
 
 
@@ -186,8 +185,7 @@ async def _measure(size: int) -> None:
             print(
                 f"{'':>9}  peak RSS: audit {found['peak_rss_mb']:5.0f} MB, baseline {base['peak_rss_mb']:5.0f} MB,"
                 f" collection opened (nothing read) {base['opened_rss_mb']:5.0f} MB;"
-                f" the audit's own {found['peak_rss_mb'] - base['peak_rss_mb']:+4.0f} MB beside the baseline"
-                f" (helper process peak {found['helper_peak_rss_mb']:4.0f} MB)",
+                f" the audit's own {found['peak_rss_mb'] - base['peak_rss_mb']:+4.0f} MB beside the baseline",
                 flush=True,
             )
 
