@@ -96,22 +96,23 @@ async def requeue_failures(
         handled = set(done)
         discarded = [r.id for r in rows if r.id not in handled]
         await failures.mark_discarded(conn, discarded)
-    now = await append_requeued(
+    # this call's own work; a concurrent call's sweep may append some of it first (each row is
+    # appended once, under its lock), so the answer names what this call queued, not appended
+    await append_requeued(
         pool,
         redis,
         jobs_stream=jobs_stream,
         job_ids=[j.job_id for j in retries],
         failure_ids=[r.id for r in raw],
     )
-    job_ids = earlier.job_ids + now.job_ids
+    job_ids = [j.job_id for j in retries]
     log.info(
         "failures_requeued", rows=len(done), jobs=len(retries), replayed=len(raw), discarded=len(discarded),
         job_ids=job_ids, appended_for_earlier_calls=len(earlier.job_ids) + earlier.payloads,
     )  # fmt: skip
     return RetryResult(
-        requeued=len(done), job_ids=job_ids, replayed_payloads=earlier.payloads + now.payloads,
-        discarded=len(discarded),
-    )  # fmt: skip
+        requeued=len(done), job_ids=job_ids, replayed_payloads=len(raw), discarded=len(discarded)
+    )
 
 
 @dataclass(frozen=True, slots=True)
