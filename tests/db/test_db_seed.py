@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import asyncpg
@@ -38,12 +37,10 @@ async def test_seed_demo_with_progress_requested_but_no_terminal(pool: asyncpg.P
 
 
 @pytest.mark.slow
-async def test_thirty_thousand_rows_load_in_seconds(pool: asyncpg.Pool[Any]) -> None:
-    started = time.perf_counter()
+async def test_thirty_thousand_rows_load(pool: asyncpg.Pool[Any]) -> None:
+    # how fast is bench/up.py's business (no timed assertions in tests: they fail under load)
     assert await seed_demo(pool, count=30_000, progress=False) == 30_000
-    elapsed = time.perf_counter() - started
     assert await pool.fetchval("SELECT count(*) FROM products") == 30_000
-    assert elapsed < 20, f"30k rows took {elapsed:.1f}s"  # ~2-4 s on 2 cores; generous for CI
 
 
 async def test_ensure_dev_products_is_idempotent_and_stays_in_the_schema(
