@@ -95,7 +95,7 @@ class Scale:
 
 #: The tests' scale: small, and an outage of seconds already outlasts MAX_DELIVERIES x RECLAIM_IDLE_MS.
 TEST_SCALE: Final = Scale(
-    listings=400, kills=3, sigterms=2, postgres_stop_s=2.0, postgres_long_stop_s=10.0,
+    listings=400, kills=2, sigterms=1, postgres_stop_s=2.0, postgres_long_stop_s=10.0,
     embedding_outage_s=5.0, disk_full_s=5.0, bad_payloads=300, valid_jobs=10, batch_size=16,
     reclaim_idle_ms=500, max_deliveries=3, converge_timeout_s=120.0,
 )  # fmt: skip
