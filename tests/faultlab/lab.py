@@ -85,7 +85,7 @@ class Scale:
     reclaim_idle_ms: int = 2_000
     max_deliveries: int = 5
     seed: int = 7
-    converge_timeout_s: float = 600.0
+    converge_timeout_s: float = 1800.0
 
     @property
     def settle_s(self) -> float:
