@@ -37,6 +37,11 @@ COLLECTION: Final = "bike_listings"
 VECTOR_SIZE: Final = 3072
 OPENAI_MODEL: Final = "text-embedding-3-large"
 HASHING_MODEL: Final = "hashing-char-ngram-v1"
+#: The edge store refuses a write (as an outage: transient) while its disk has less free space than
+#: this. Qdrant Edge writes through memory-mapped sparse files: a page that finds no free block
+#: kills the process with SIGBUS, which no handler can catch (bench/faults.py store-disk-full).
+#: A batch of 64 listings at 3072 dimensions is under 1 MiB; a new WAL segment or vector chunk 32 MiB.
+EDGE_MIN_FREE_BYTES: Final = 64 * 1024 * 1024
 
 # --- OpenAI embeddings API limits (per request / per input) --------------------------------------
 OPENAI_MAX_INPUTS_PER_REQUEST: Final = 2048

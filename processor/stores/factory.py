@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from finally_indexer.core.settings import Settings, VectorStoreKind
 from finally_indexer.processor.stores.qdrant_edge import QdrantEdgeStore
-from finally_indexer.processor.stores.qdrant_server import QdrantServerStore
 from finally_indexer.processor.vectorstore import VectorStore
 
 __all__ = ["build_vector_store"]
@@ -15,4 +14,8 @@ def build_vector_store(settings: Settings) -> VectorStore:
     ``:memory:`` for memory); ``edge`` → Qdrant Edge in ``QDRANT_PATH/<collection>``."""
     if settings.vector_store is VectorStoreKind.EDGE:
         return QdrantEdgeStore.from_settings(settings)
+    # Imported here: qdrant-client takes seconds to import, which every start of a worker on the
+    # edge store (the default) would pay, a restart after a crash included.
+    from finally_indexer.processor.stores.qdrant_server import QdrantServerStore  # noqa: PLC0415
+
     return QdrantServerStore.from_settings(settings)

@@ -10,6 +10,11 @@ the vectors were built with (written atomically when a writer creates or adopts 
 The binding is synchronous. Every call runs in a worker thread (``asyncio.to_thread``) under an
 ``asyncio.Lock``, so the event loop never blocks and calls reach the shard one at a time.
 
+A write is refused with :class:`~finally_indexer.core.errors.DependencyUnavailable` (an outage:
+the entry is retried, never dead-lettered) while the shard's disk has less than
+``EDGE_MIN_FREE_BYTES`` free: Edge writes through memory-mapped sparse files, and on a full disk
+the page fault of such a write kills the whole process with SIGBUS instead of raising.
+
 Edge runs no background optimizer: points land in an appendable segment that is scanned
 exhaustively until :meth:`QdrantEdgeStore.optimize` builds the HNSW index (call it after a bulk
 load; ~51 s for 30k x 3072 on 2 cores). Search is exact before that, approximate after.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -28,6 +34,7 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from finally_indexer.core import metrics
+from finally_indexer.core.constants import EDGE_MIN_FREE_BYTES
 from finally_indexer.core.errors import ConfigurationError, DependencyUnavailable, PermanentError
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.stores.identity import (
@@ -108,6 +115,20 @@ def write_identity(path: Path, identity: CollectionIdentity) -> None:
     os.replace(temporary, path)
 
 
+def ensure_room(path: Path) -> None:
+    """Raise :class:`DependencyUnavailable` when ``path``'s disk has less than ``EDGE_MIN_FREE_BYTES`` free.
+
+    Checked before every write: the engine's mmap writes turn a full disk into SIGBUS.
+    """
+    existing = next(p for p in (path, *path.parents) if p.exists())  # the shard may not exist yet
+    free = shutil.disk_usage(existing).free
+    if free < EDGE_MIN_FREE_BYTES:
+        raise DependencyUnavailable(
+            f"qdrant edge shard {path}: {free // 2**20} MiB free on its disk, under the "
+            f"{EDGE_MIN_FREE_BYTES // 2**20} MiB a write may need; writes wait until space is freed"
+        )
+
+
 def _scroller(request: Any) -> Callable[[Any], Any]:
     return lambda shard: shard.scroll(request)
 
@@ -166,6 +187,15 @@ class QdrantEdgeStore:
         """``fn(shard)`` in a worker thread, the shard opened first (see :meth:`_call`)."""
         return await self._call(op, lambda: fn(self._open_sync()))
 
+    async def _write(self, op: str, fn: Callable[[Any], T]) -> T:
+        """:meth:`_run` for an operation that writes: refused while the disk is (nearly) full."""
+
+        def checked() -> T:
+            ensure_room(self._path)
+            return fn(self._open_sync())
+
+        return await self._call(op, checked)
+
     async def _call(self, op: str, fn: Callable[[], T]) -> T:
         """``fn()`` in a worker thread under the lock; engine errors classified."""
         async with self._lock:
@@ -196,6 +226,7 @@ class QdrantEdgeStore:
     def _ensure_sync(self, identity: CollectionIdentity) -> None:
         """Judge the recorded identity before opening (its message says more than Edge's size
         check), open or create the shard, and record ``identity`` when the shard has none."""
+        ensure_room(self._path)  # opening writes (WAL, new segments): a writer's open is a write
         existed = self._shard is not None or (self._path / EDGE_CONFIG_FILE).exists()
         recorded = read_identity(self._identity_file) if existed else None
         if recorded is not None:
@@ -219,7 +250,7 @@ class QdrantEdgeStore:
             shard.update(qe.UpdateOperation.upsert_points(batch, condition=stale_write_filter(points)))
 
         started = time.perf_counter()
-        await self._run("upsert", write)
+        await self._write("upsert", write)
         metrics.STORE_WRITE_SECONDS.labels(op="upsert").observe(time.perf_counter() - started)
 
     async def update_payloads(self, updates: Sequence[PayloadUpdate]) -> None:
@@ -237,7 +268,7 @@ class QdrantEdgeStore:
                 shard.update(operation)
 
         started = time.perf_counter()
-        await self._run("set_payload", apply)
+        await self._write("set_payload", apply)
         metrics.STORE_WRITE_SECONDS.labels(op="set_payload").observe(time.perf_counter() - started)
 
     async def delete(self, product_ids: Sequence[int], *, max_version: int | None = None) -> None:
@@ -248,7 +279,7 @@ class QdrantEdgeStore:
             must.append(_version_le(max_version))
         operation = qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=must))
         started = time.perf_counter()
-        await self._run("delete", lambda shard: shard.update(operation))
+        await self._write("delete", lambda shard: shard.update(operation))
         metrics.STORE_WRITE_SECONDS.labels(op="delete").observe(time.perf_counter() - started)
 
     async def get(self, product_ids: Sequence[int]) -> dict[int, StoredListing]:
@@ -291,7 +322,7 @@ class QdrantEdgeStore:
 
     async def optimize(self) -> bool:
         """Build the HNSW index and merge segments now (blocking writes meanwhile); True if anything changed."""
-        return bool(await self._run("optimize", lambda shard: shard.optimize()))
+        return bool(await self._write("optimize", lambda shard: shard.optimize()))
 
     async def flush(self) -> None:
         """Persist segments now (the WAL already makes acknowledged writes durable)."""

@@ -10,7 +10,9 @@ or base64 encoding as asked, and ``usage.prompt_tokens`` counted with cl100k. Be
   ``invalid_request_error`` (so a client must bisect to find which one);
 - ``latency``: seconds each request takes (to observe concurrency, ``max_in_flight``);
 - ``requests``: every request received (inputs, model, dimensions, headers without
-  ``Authorization``, whether a bearer token was sent, the status answered).
+  ``Authorization``, whether a bearer token was sent, the status answered);
+- ``start_outage(status, retry_after=...)`` / ``end_outage()``: every request fails with
+  ``status`` until the outage ends (``bench/faults.py`` switches it on and off).
 
 A raw asyncio HTTP/1.1 server (keep-alive, Content-Length bodies): no framework, no threads.
 """
@@ -216,3 +218,23 @@ class FakeOpenAI:
                 "usage": {"prompt_tokens": used, "total_tokens": used},
             },
         )
+
+    # --- outages: every request fails until the outage ends (bench/faults.py, tests/faults) ---------
+    def start_outage(self, status: int, *, retry_after: float | None = None) -> None:
+        """Answer every request with ``status`` (and ``retry-after``, for 429) until :meth:`end_outage`."""
+        headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+        self._failures = _Endless(_Failure(status, headers))
+
+    def end_outage(self) -> None:
+        """Answer normally again (also ends the failures queued by :meth:`fail_next`)."""
+        self._failures = deque()
+
+
+class _Endless(deque[_Failure]):
+    """A failure queue that never runs out: ``fail_next``'s queue, one failure served forever."""
+
+    def __init__(self, failure: _Failure) -> None:
+        super().__init__([failure])
+
+    def popleft(self) -> _Failure:
+        return self[0]
