@@ -82,7 +82,14 @@ class Settings(BaseSettings):
     embedding_model: str = c.OPENAI_MODEL
     vector_size: int = Field(c.VECTOR_SIZE, ge=1, le=65536)
     embedding_max_input_tokens: int = Field(c.OPENAI_MAX_TOKENS_PER_INPUT, ge=16)
-    embedding_concurrency: int = Field(4, ge=1, le=64)
+    #: The most requests in flight per worker process; the adaptive limiter moves below it.
+    embedding_concurrency: int = Field(8, ge=1, le=64)
+    #: The key's limits for the model (0 = learn them from the API's ``x-ratelimit-*`` headers).
+    embedding_tpm: int = Field(0, ge=0)
+    embedding_rpm: int = Field(0, ge=0)
+    #: Seconds of budget that may be spent ahead of the steady pace (GCRA tolerance): it absorbs
+    #: gaps between requests; keep it no larger than the provider's own tolerance.
+    embedding_burst_s: float = Field(5.0, gt=0, le=60)
     text_template: str = DEFAULT_TEXT_TEMPLATE
 
     # Streams and keys
@@ -94,7 +101,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(c.DEFAULT_BATCH_SIZE, ge=1, le=2048)
     reclaim_idle_ms: int = Field(c.DEFAULT_RECLAIM_IDLE_MS, ge=100)
     max_deliveries: int = Field(c.DEFAULT_MAX_DELIVERIES, ge=1)
-    worker_concurrency: int = Field(2, ge=1, le=64)
+    #: Batches a worker holds at once; their texts share the embedder's packed requests, so this is
+    #: a ceiling, not the pace (the shared rate budget and the adaptive limiter set that).
+    worker_concurrency: int = Field(16, ge=1, le=64)
     consumer_name: str | None = None
     stream_retention_s: int = Field(86_400, ge=0)
     tombstone_retention_s: int = Field(7 * 86_400, ge=0)

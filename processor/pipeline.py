@@ -80,7 +80,7 @@ class Connections:
                 store = build_vector_store(settings)
                 owned.append(store.aclose)
             if embedder is None and with_embedder:
-                embedder = build_embedder(settings)
+                embedder = build_embedder(settings, redis=redis)
                 owned.append(embedder.aclose)
         except BaseException:
             await _close_all(owned)

@@ -190,11 +190,17 @@ async def test_long_inputs_are_truncated_and_big_calls_split(make: Make, fake_op
     assert count_tokens(fake_openai.requests[0].inputs[0]) <= 50
 
 
-async def test_concurrency_is_bounded(make: Make, fake_openai: FakeOpenAI) -> None:
+async def test_concurrency_is_bounded_and_waiting_calls_are_packed(make: Make, fake_openai: FakeOpenAI) -> None:
+    """EMBEDDING_CONCURRENCY is a ceiling; calls that wait for a slot share the next request."""
     embedder = make(concurrency=2)
     fake_openai.latency = 0.05
-    await asyncio.gather(*(embedder.embed([f"매물 {i}"]) for i in range(8)))
-    assert fake_openai.max_in_flight == 2
+    texts = [f"매물 {i}" for i in range(8)]
+    results = await asyncio.gather(*(embedder.embed([text]) for text in texts))
+    assert [r.vectors[0] for r in results] == [fake_vector(t, 64) for t in texts]
+    assert [r.tokens for r in results] == [count_tokens(t) for t in texts]
+    assert fake_openai.max_in_flight <= 2
+    assert len(fake_openai.requests) < len(texts)
+    assert sorted(fake_openai.embedded_inputs) == sorted(texts)
 
 
 async def test_the_key_is_never_logged(
