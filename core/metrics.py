@@ -109,7 +109,7 @@ EMBED_BUDGET_LIMIT = Gauge(
 )
 EMBED_BUDGET_RESERVED = Counter(
     "embedding_budget_used_total",
-    "Budget this process took (kind: tokens, corrected by the usage the API reported; requests). "
+    "Budget this process spent (kind: tokens the API billed; requests sent). "
     "sum(rate(...[1m])) * 60 over every worker is the budget used per minute.",
     ["kind"],
     namespace=NS,

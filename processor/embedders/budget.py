@@ -221,7 +221,6 @@ class RateBudget:
         wait_ms = await self._run("take", tokens)
         if wait_ms > 0:
             return wait_ms / 1000
-        metrics.EMBED_BUDGET_RESERVED.labels(kind="tokens").inc(tokens)
         metrics.EMBED_BUDGET_RESERVED.labels(kind="requests").inc()
         return 0.0
 
@@ -231,7 +230,7 @@ class RateBudget:
         await self._run(
             "settle", reserved, used, s.limit_tokens, s.limit_requests, s.remaining_tokens, s.remaining_requests
         )
-        metrics.EMBED_BUDGET_RESERVED.labels(kind="tokens").inc(used - reserved)
+        metrics.EMBED_BUDGET_RESERVED.labels(kind="tokens").inc(used)
 
     async def rate_limited(
         self, reserved: int, retry_after_s: float | None, server: ServerLimits | None = None
@@ -241,7 +240,6 @@ class RateBudget:
         hold = retry_after_s if retry_after_s is not None else s.reset_tokens_s
         hold_ms = math.ceil(1000 * (hold if hold is not None else c.EMBEDDING_DEFAULT_HOLD_S))
         await self._run("reject", reserved, hold_ms, s.limit_tokens, s.limit_requests)
-        metrics.EMBED_BUDGET_RESERVED.labels(kind="tokens").inc(-reserved)
 
     async def _run(self, op: str, *args: int) -> int:
         now = self._clock.now()

@@ -208,6 +208,11 @@ class OpenAIEmbedder:
     def limits(self) -> EmbeddingLimits:
         return self._limits
 
+    @property
+    def concurrency(self) -> int:
+        """The adaptive limiter's current limit on requests in flight (not part of the protocol)."""
+        return self._limiter.limit
+
     def count_tokens(self, text: str) -> int:
         return tokens.count_tokens(text)
 

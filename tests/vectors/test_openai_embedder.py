@@ -237,3 +237,41 @@ def test_factory_picks_the_embedder(fake_openai: FakeOpenAI) -> None:
     assert chosen.dimensions == 3072
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
         build_embedder(Settings(embedder=EmbedderKind.OPENAI, openai_api_key=None))
+
+
+async def test_the_limiter_grows_while_latency_limits_and_shrinks_on_429(
+    make: Make, fake_openai: FakeOpenAI
+) -> None:
+    embedder = make(concurrency=4)
+    fake_openai.latency = 0.02
+    assert embedder.concurrency == 1
+    # a steady stream of calls: while every slot is busy the next texts wait, so slots are added
+    pending = []
+    for i in range(60):
+        pending.append(asyncio.create_task(embedder.embed([f"매물 {i}"])))
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*pending)
+    grown = embedder.concurrency
+    assert grown > 1
+    assert fake_openai.max_in_flight <= 4
+    fake_openai.fail_next(429, 1, retry_after_ms=1)
+    await embedder.embed(["하나"])
+    assert embedder.concurrency == max(1, grown // 2)
+
+
+async def test_a_rejected_input_in_a_packed_request_fails_only_its_own_caller(
+    make: Make, fake_openai: FakeOpenAI
+) -> None:
+    embedder = make(concurrency=1)
+    fake_openai.latency = 0.05
+    first = asyncio.create_task(embedder.embed_many(["먼저"]))
+    await asyncio.sleep(0.02)  # the first request is in flight: the next two calls wait and are packed
+    mine = asyncio.create_task(embedder.embed_many(["내 매물 1", f"내 매물 2 {fake_openai.reject_marker}"]))
+    theirs = asyncio.create_task(embedder.embed_many(["남의 매물 1", "남의 매물 2"]))
+    results = await asyncio.gather(first, mine, theirs)
+    packed = [r for r in fake_openai.requests if len(r.inputs) == 4]
+    assert packed  # both calls went out in one request (refused, then bisected)
+    assert results[1].rejected.keys() == {1}
+    assert results[1].vectors[0] == fake_vector("내 매물 1", 64)
+    assert results[2].rejected == {}
+    assert results[2].vectors == [fake_vector("남의 매물 1", 64), fake_vector("남의 매물 2", 64)]
