@@ -56,6 +56,10 @@ EMBEDDING_BUDGET_DECREASE: Final = 0.9
 EMBEDDING_BUDGET_FLOOR: Final = 0.5
 #: ... and each request answered without a 429 gives this much of the limit back (up to 1).
 EMBEDDING_BUDGET_RECOVER: Final = 0.01
+#: Before any limit is known, one request (the probe) goes at a time; the others ask again after
+#: this many ms, and a probe never answered stops blocking after the timeout.
+EMBEDDING_PROBE_WAIT_MS: Final = 50
+EMBEDDING_PROBE_TIMEOUT_MS: Final = 30_000
 #: Pause held for every worker after a 429 that names no retry time (seconds).
 EMBEDDING_DEFAULT_HOLD_S: Final = 1.0
 

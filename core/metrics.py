@@ -128,7 +128,10 @@ EMBED_BUDGET_WAIT_SECONDS = Counter(
     registry=REGISTRY,
 )
 EMBED_IN_FLIGHT = Gauge(
-    "embedding_requests_in_flight", "Embedding requests this process has in flight.", namespace=NS, registry=REGISTRY
+    "embedding_requests_in_flight",
+    "Embedding requests this process has in flight.",
+    namespace=NS,
+    registry=REGISTRY,
 )
 EMBED_CONCURRENCY = Gauge(
     "embedding_concurrency_limit",

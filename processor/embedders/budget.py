@@ -5,7 +5,7 @@ process spending that key draws on the same limits, so the budget lives in Redis
 (key hash, model) (:func:`budget_key`), and is taken atomically by one Lua script.
 
 The algorithm is GCRA (a token bucket written as a *theoretical arrival time*, ``tt`` for tokens
-and ``tr`` for requests, in ms): a request of ``n`` tokens pushes ``tt`` forward by ``n`` × 60,000
+and ``tr`` for requests, in ms): a request of ``n`` tokens pushes ``tt`` forward by ``n`` * 60,000
 / TPM. It may go when ``tt`` is less than ``burst`` ms ahead of now — the test is made *before*
 the cost is added, so a request larger than the tolerance still goes (on a quiet budget) and the
 ones after it wait its cost off. Unused budget is kept up to ``burst`` ms, which absorbs the gaps
@@ -40,14 +40,23 @@ from redis.asyncio import Redis
 from finally_indexer.core import constants as c
 from finally_indexer.core import metrics
 
-__all__ = ["BudgetState", "Clock", "RateBudget", "ServerLimits", "budget_key", "parse_duration", "read_budget"]
+__all__ = [
+    "BudgetState",
+    "Clock",
+    "RateBudget",
+    "ServerLimits",
+    "budget_key",
+    "parse_duration",
+    "read_budget",
+]
 
 #: KEYS[1] = the budget hash. ARGV: op, now ms (< 0: Redis TIME), TPM and RPM from the settings
 #: (0: use the learned ones), burst ms, then the op's own arguments:
 #: - take <tokens>: 0 (granted) or the ms to wait before asking again;
-#: - settle <reserved> <used> <limit t> <limit r> <remaining t> <remaining r> (-1: header absent);
+#: - settle <reserved> <used> <limit t> <limit r> <remaining t> <remaining r> <reset t ms> <reset r ms>
+#:   (-1: header absent);
 #: - reject <reserved> <hold ms> <limit t> <limit r> (a 429: refund the tokens, hold, slow down).
-#: Every op returns {wait ms, TPM, RPM, pace factor × 1e6, tokens used this minute, last minute}.
+#: Every op returns {wait ms, TPM, RPM, pace factor * 1e6, tokens used this minute, last minute}.
 BUDGET_SCRIPT: Final = f"""
 local now = tonumber(ARGV[2])
 if now < 0 then
@@ -55,10 +64,13 @@ if now < 0 then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local op, burst = ARGV[1], tonumber(ARGV[5])
-local s = redis.call('HMGET', KEYS[1], 'lt', 'lr', 'tt', 'tr', 'f', 'm', 'um', 'pm')
+local s = redis.call('HMGET', KEYS[1], 'lt', 'lr', 'tt', 'tr', 'f', 'm', 'um', 'pm', 'probe')
 local lt, lr = tonumber(s[1]) or 0, tonumber(s[2]) or 0
 local tt, tr = tonumber(s[3]) or now, tonumber(s[4]) or now
 local f = tonumber(s[5]) or 1
+-- no limits known yet: one request at a time (the probe) until its headers name them; 0 = the
+-- server sends none, so nothing is enforced
+local probe = tonumber(s[9]) or -1
 local minute, used_m, prev_m = tonumber(s[6]) or math.floor(now / 60000), tonumber(s[7]) or 0, tonumber(s[8]) or 0
 if math.floor(now / 60000) ~= minute then
   if math.floor(now / 60000) == minute + 1 then prev_m = used_m else prev_m = 0 end
@@ -81,6 +93,9 @@ if op == 'take' then
   local need = tonumber(ARGV[6])
   if tpm > 0 and math.max(tt, now) - now >= burst then wait = math.max(wait, math.max(tt, now) - now - burst + 1) end
   if rpm > 0 and math.max(tr, now) - now >= burst then wait = math.max(wait, math.max(tr, now) - now - burst + 1) end
+  if tpm <= 0 and rpm <= 0 and probe ~= 0 then
+    if probe > now then wait = {c.EMBEDDING_PROBE_WAIT_MS} else probe = now + {c.EMBEDDING_PROBE_TIMEOUT_MS} end
+  end
   if wait == 0 then
     tt = math.max(tt, now) + need * per(tpm)
     tr = math.max(tr, now) + per(rpm)
@@ -92,10 +107,15 @@ elseif op == 'settle' then
   tpm, rpm = limits()
   tt = tt + (used - reserved) * per(tpm)
   used_m = used_m + used - reserved
+  probe = 0
   local rem_t, rem_r = tonumber(ARGV[10]), tonumber(ARGV[11])
-  -- the server saw less room than we think: someone else spends this key too
-  if rem_t >= 0 and tpm > 0 then tt = math.max(tt, now + burst - rem_t * per(tpm)) end
-  if rem_r >= 0 and rpm > 0 then tr = math.max(tr, now + burst - rem_r * per(rpm)) end
+  local reset_t, reset_r = tonumber(ARGV[12]), tonumber(ARGV[13])
+  -- the server saw less room than we think (someone else spends this key too, or requests went
+  -- before the limits were known): room left is our room; none left, its reset time is our wait
+  if rem_t > 0 and tpm > 0 then tt = math.max(tt, now + burst - rem_t * per(tpm)) end
+  if rem_r > 0 and rpm > 0 then tr = math.max(tr, now + burst - rem_r * per(rpm)) end
+  if rem_t == 0 and reset_t >= 0 then tt = math.max(tt, now + reset_t) end
+  if rem_r == 0 and reset_r >= 0 then tr = math.max(tr, now + reset_r) end
   f = math.min(1, f + {c.EMBEDDING_BUDGET_RECOVER})
 elseif op == 'reject' then
   local reserved, hold = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -103,11 +123,12 @@ elseif op == 'reject' then
   tpm, rpm = limits()
   tt = tt - reserved * per(tpm)
   used_m = used_m - reserved
+  probe = 0
   f = math.max({c.EMBEDDING_BUDGET_FLOOR}, f * {c.EMBEDDING_BUDGET_DECREASE})
   tt = math.max(tt, now + hold + burst)
   tr = math.max(tr, now + hold + burst)
 end
-redis.call('HSET', KEYS[1], 'lt', lt, 'lr', lr, 'tt', tt, 'tr', tr, 'f', f, 'm', minute, 'um', used_m, 'pm', prev_m)
+redis.call('HSET', KEYS[1], 'lt', lt, 'lr', lr, 'tt', tt, 'tr', tr, 'f', f, 'm', minute, 'um', used_m, 'pm', prev_m, 'probe', probe)
 redis.call('PEXPIRE', KEYS[1], {c.EMBEDDING_BUDGET_TTL_MS})
 return {{math.ceil(wait), tpm, rpm, math.floor(f * 1000000), used_m, prev_m}}
 """
@@ -156,6 +177,10 @@ def _int(headers: Mapping[str, str], name: str) -> int:
         return -1
 
 
+def _ms(seconds: float | None) -> int:
+    return -1 if seconds is None else math.ceil(seconds * 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
     """The ``x-ratelimit-*`` headers of one response (-1 / None: absent)."""
@@ -165,18 +190,20 @@ class ServerLimits:
     remaining_tokens: int = -1
     remaining_requests: int = -1
     reset_tokens_s: float | None = None
+    reset_requests_s: float | None = None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str] | Any) -> ServerLimits:
         if headers is None:
             return cls()
-        reset = headers.get("x-ratelimit-reset-tokens")
+        reset_t, reset_r = headers.get("x-ratelimit-reset-tokens"), headers.get("x-ratelimit-reset-requests")
         return cls(
             limit_tokens=_int(headers, "x-ratelimit-limit-tokens"),
             limit_requests=_int(headers, "x-ratelimit-limit-requests"),
             remaining_tokens=_int(headers, "x-ratelimit-remaining-tokens"),
             remaining_requests=_int(headers, "x-ratelimit-remaining-requests"),
-            reset_tokens_s=parse_duration(reset) if reset else None,
+            reset_tokens_s=parse_duration(reset_t) if reset_t else None,
+            reset_requests_s=parse_duration(reset_r) if reset_r else None,
         )
 
 
@@ -228,7 +255,15 @@ class RateBudget:
         """Correct the reservation by the usage the API reported; learn from its headers."""
         s = server or ServerLimits()
         await self._run(
-            "settle", reserved, used, s.limit_tokens, s.limit_requests, s.remaining_tokens, s.remaining_requests
+            "settle",
+            reserved,
+            used,
+            s.limit_tokens,
+            s.limit_requests,
+            s.remaining_tokens,
+            s.remaining_requests,
+            _ms(s.reset_tokens_s),
+            _ms(s.reset_requests_s),
         )
         metrics.EMBED_BUDGET_RESERVED.labels(kind="tokens").inc(used)
 

@@ -241,14 +241,15 @@ class OpenAIEmbedder:
         loop = asyncio.get_running_loop()
         waiting = [_Waiting(sent, cost, loop.create_future()) for sent, cost, _ in fitted]
         self._enqueue(waiting)
-        answers = await asyncio.gather(*(w.future for w in waiting), return_exceptions=True)
-        # One failed request fails the call; callers expect our own exception types.
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                raise answer
+        outcomes = await asyncio.gather(*(w.future for w in waiting), return_exceptions=True)
+        answers: list[_Done] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # one failed request fails the call; callers expect our own exception types
+                raise outcome
+            answers.append(outcome)
         billed = 0
         for index, answer in zip(todo, answers, strict=True):
-            assert isinstance(answer, _Done)
             billed += answer.billed
             if answer.reason is not None:
                 rejected[index] = answer.reason
@@ -340,7 +341,9 @@ class OpenAIEmbedder:
         return {start + i: v for i, v in enumerate(vectors)}, billed, {}
 
     # --- one request, retried ---------------------------------------------------------------------
-    async def _request(self, inputs: list[str], tokens: list[int], slot: Slot) -> tuple[list[list[float]], int]:
+    async def _request(
+        self, inputs: list[str], tokens: list[int], slot: Slot
+    ) -> tuple[list[list[float]], int]:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry.max_attempts),
             wait=self._wait,
@@ -390,7 +393,9 @@ class OpenAIEmbedder:
             slot.outcome = Outcome.OVERLOAD
             retry_after = _retry_after(exc.response.headers)
             if self._budget is not None:
-                await self._budget.rate_limited(tokens, retry_after, ServerLimits.from_headers(exc.response.headers))
+                await self._budget.rate_limited(
+                    tokens, retry_after, ServerLimits.from_headers(exc.response.headers)
+                )
             raise EmbeddingRateLimited(f"embedding API rate limit: {exc.message}", retry_after) from exc
         except openai.APIStatusError as exc:
             status = "rejected" if exc.status_code in _REJECTING_STATUS else "error"

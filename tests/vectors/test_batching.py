@@ -85,7 +85,9 @@ PACK_CASES = [
     pytest.param([150_000, 150_001], OPENAI, 1, id="one-token-over"),
     pytest.param([267] * 1200, OPENAI, 1123, id="demo-listings"),
     pytest.param([5, 5, 5], EmbeddingLimits(2, 100, 10), 2, id="small-input-limit"),
-    pytest.param([120], EmbeddingLimits(4, 100, 200), 1, id="an-input-alone-over-the-request-limit-still-goes"),
+    pytest.param(
+        [120], EmbeddingLimits(4, 100, 200), 1, id="an-input-alone-over-the-request-limit-still-goes"
+    ),
 ]
 
 
