@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(c.DEFAULT_MAX_DELIVERIES, ge=1)
     #: Batches a worker holds at once; their texts share the embedder's packed requests, so this is
     #: a ceiling, not the pace (the shared rate budget and the adaptive limiter set that).
-    worker_concurrency: int = Field(16, ge=1, le=64)
+    worker_concurrency: int = Field(32, ge=1, le=64)
     consumer_name: str | None = None
     stream_retention_s: int = Field(86_400, ge=0)
     tombstone_retention_s: int = Field(7 * 86_400, ge=0)

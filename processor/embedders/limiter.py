@@ -6,7 +6,9 @@ of a 5M tokens/min budget); too many and requests only wait for the budget, hold
 could have been packed into one request. The limiter learns the number:
 
 - **additive increase**: a request sent while every slot was busy (more work was waiting: latency
-  is the limit) and not held by the budget, answered without error → one more slot;
+  is the limit) and not held by the budget, answered without error → one more slot; until the
+  first overload or the first request the budget held, the limit doubles instead (slow start, as
+  in TCP: a worker reaches the concurrency a 2 s latency needs in a few round trips, not dozens);
 - **multiplicative decrease**: a 429, a 5xx or a timeout → the slots are halved (at least one);
 - a request the budget held, or sent with a slot to spare, changes nothing: the budget (or the
   work available), not concurrency, is the limit.
@@ -52,6 +54,7 @@ class AdaptiveLimiter:
         self.limit = max(1, min(initial, maximum))
         self.in_flight = 0
         self._decrease = decrease
+        self.slow_start = True
         self._changed = asyncio.Condition()
         self._publish()
 
@@ -63,9 +66,13 @@ class AdaptiveLimiter:
     def record(self, slot: Slot) -> int:
         """Apply one finished request to the limit (the AIMD rule); the new limit."""
         if slot.outcome is Outcome.OVERLOAD:
+            self.slow_start = False
             self.limit = max(1, math.floor(self.limit * self._decrease))
-        elif slot.outcome is Outcome.OK and slot.saturated and not slot.held:
-            self.limit = min(self.maximum, self.limit + 1)
+        elif slot.outcome is Outcome.OK and slot.held:
+            self.slow_start = False  # the budget binds: more slots would only wait
+        elif slot.outcome is Outcome.OK and slot.saturated:
+            grown = self.limit * 2 if self.slow_start else self.limit + 1
+            self.limit = min(self.maximum, grown)
         self._publish()
         return self.limit
 

@@ -9,12 +9,19 @@ import pytest
 from finally_indexer.processor.embedders.limiter import AdaptiveLimiter, Outcome, Slot
 
 OK, OVERLOAD, OTHER = Outcome.OK, Outcome.OVERLOAD, Outcome.OTHER
+HELD = Slot(True, held=True, outcome=OK)  # answered, but the budget made it wait
 
 
 @pytest.mark.parametrize(
     ("start", "slots", "expected"),
     [
-        pytest.param(1, [Slot(True, outcome=OK)] * 3, [2, 3, 4], id="latency-bound-grows-by-one"),
+        pytest.param(1, [Slot(True, outcome=OK)] * 3, [2, 4, 8], id="slow-start-doubles"),
+        pytest.param(
+            1,
+            [HELD] + [Slot(True, outcome=OK)] * 3,
+            [1, 2, 3, 4],
+            id="after-the-budget-held-one-grows-by-one",
+        ),
         pytest.param(7, [Slot(True, outcome=OK)] * 3, [8, 8, 8], id="never-above-the-maximum"),
         pytest.param(4, [Slot(False, outcome=OK)] * 2, [4, 4], id="a-slot-to-spare-no-growth"),
         pytest.param(4, [Slot(True, held=True, outcome=OK)] * 2, [4, 4], id="budget-bound-no-growth"),
@@ -23,9 +30,18 @@ OK, OVERLOAD, OTHER = Outcome.OK, Outcome.OVERLOAD, Outcome.OTHER
         pytest.param(3, [Slot(True, outcome=OTHER)], [3], id="rejected-input-says-nothing"),
         pytest.param(
             2,
-            [Slot(True, outcome=OK)] * 4 + [Slot(True, outcome=OVERLOAD)] + [Slot(True, outcome=OK)] * 2,
-            [3, 4, 5, 6, 3, 4, 5],
+            [HELD]
+            + [Slot(True, outcome=OK)] * 4
+            + [Slot(True, outcome=OVERLOAD)]
+            + [Slot(True, outcome=OK)] * 2,
+            [2, 3, 4, 5, 6, 3, 4, 5],
             id="aimd-sawtooth",
+        ),
+        pytest.param(
+            1,
+            [Slot(True, outcome=OK)] * 2 + [Slot(True, outcome=OVERLOAD)] + [Slot(True, outcome=OK)] * 2,
+            [2, 4, 2, 3, 4],
+            id="an-overload-ends-slow-start",
         ),
     ],
 )
@@ -48,8 +64,8 @@ async def test_slots_are_handed_out_within_the_limit() -> None:
     assert slot.saturated
     assert limiter.in_flight == 2
     slot.outcome = OK
-    await limiter.release(slot)  # saturated and answered: one more slot
-    assert limiter.limit == 3
+    await limiter.release(slot)  # saturated and answered: more slots (doubled: slow start)
+    assert limiter.limit == 4
     second.outcome = OVERLOAD
     await limiter.release(second)
-    assert (limiter.limit, limiter.in_flight) == (1, 0)
+    assert (limiter.limit, limiter.in_flight) == (2, 0)  # halved
