@@ -111,7 +111,7 @@ class StatusProjector:
     async def embedding_budget(self, redis: Redis) -> EmbeddingBudget | None:
         """The shared embedding budget of the configured key and model (None: offline embedder)."""
         s = self.settings
-        if s.resolved_embedder() is not EmbedderKind.OPENAI or s.openai_api_key is None:
+        if s.resolved_embedder() != EmbedderKind.OPENAI or s.openai_api_key is None:
             return None
         raw = await read_budget(redis, budget_key(s.openai_api_key, s.embedding_model))
         tpm = s.embedding_tpm or int(raw.get("lt", 0))
@@ -119,7 +119,9 @@ class StatusProjector:
         minute = int(time.time() // 60)
         # the hash's counters move only when a request is made: a quiet minute leaves them stale
         this = int(raw.get("um", 0)) if int(raw.get("m", -1)) == minute else 0
-        last = {minute: int(raw.get("pm", 0)), minute - 1: int(raw.get("um", 0))}.get(int(raw.get("m", -1)), 0)
+        last = {minute: int(raw.get("pm", 0)), minute - 1: int(raw.get("um", 0))}.get(
+            int(raw.get("m", -1)), 0
+        )
         return EmbeddingBudget(
             tokens_per_minute_limit=tpm,
             requests_per_minute_limit=rpm,
