@@ -323,7 +323,7 @@ async def main(
             tokens = sum(count_tokens(build_text(dict(r), settings.text_template)) for r in rows)
             print(f"{listings:,} demo listings, {tokens / 1e6:.2f}M tokens (cl100k)", flush=True)
             print(
-                f"settings: WORKER_CONCURRENCY={settings.worker_concurrency}, EMBEDDING_CONCURRENCY (max)="
+                f"settings: WORKER_CONCURRENCY={settings.batches_in_flight()}, EMBEDDING_CONCURRENCY (max)="
                 f"{settings.embedding_concurrency}, BATCH_SIZE={settings.batch_size}, EMBEDDING_BURST_S="
                 f"{settings.embedding_burst_s}; limits {'learned from headers' if learn else 'from settings'}",
                 flush=True,

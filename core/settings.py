@@ -101,9 +101,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(c.DEFAULT_BATCH_SIZE, ge=1, le=2048)
     reclaim_idle_ms: int = Field(c.DEFAULT_RECLAIM_IDLE_MS, ge=100)
     max_deliveries: int = Field(c.DEFAULT_MAX_DELIVERIES, ge=1)
-    #: Batches a worker holds at once; their texts share the embedder's packed requests, so this is
-    #: a ceiling, not the pace (the shared rate budget and the adaptive limiter set that).
-    worker_concurrency: int = Field(32, ge=1, le=64)
+    #: Batches a worker holds at once (unset: see :meth:`batches_in_flight`).
+    worker_concurrency: int | None = Field(None, ge=1, le=64)
     consumer_name: str | None = None
     stream_retention_s: int = Field(86_400, ge=0)
     tombstone_retention_s: int = Field(7 * 86_400, ge=0)
@@ -191,6 +190,14 @@ class Settings(BaseSettings):
             value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
             env[name.upper()] = value.value if isinstance(value, StrEnum) else str(value)
         return env
+
+    def batches_in_flight(self) -> int:
+        """``WORKER_CONCURRENCY``, or unset: 32 with the OpenAI embedder (their texts share packed
+        requests, so it is a ceiling: the shared rate budget and the adaptive limiter set the pace),
+        2 with the offline one (CPU-bound in the worker's own process: more would only contend)."""
+        if self.worker_concurrency is not None:
+            return self.worker_concurrency
+        return 32 if self.resolved_embedder() is EmbedderKind.OPENAI else 2
 
     def model_name(self) -> str:
         """The name of the model the configured embedder writes into every point's payload."""

@@ -188,7 +188,7 @@ class Pipeline:
         )
         indexer_lane = Lane(
             batch_group(settings), process=lambda entry, n: indexer.handle(entry, deliveries=n),
-            give_up=dead.exhausted_batch, concurrency=settings.worker_concurrency,
+            give_up=dead.exhausted_batch, concurrency=settings.batches_in_flight(),
         )  # fmt: skip
         bridge = Bridge(redis, list_key=settings.legacy_list, stream_key=settings.jobs_stream)
         return cls(

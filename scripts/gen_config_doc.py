@@ -134,8 +134,8 @@ MEANINGS: dict[str, str] = {
     ),
     "audit_keep_reports": "Audit reports kept in PostgreSQL (the newest).",
     "worker_concurrency": (
-        "Most batches a worker process holds at once; their texts are packed into shared requests,"
-        " so this is a ceiling and the embedding budget sets the pace."
+        "Most batches a worker process holds at once; unset: 32 with the OpenAI embedder (their texts"
+        " are packed into shared requests: a ceiling, the embedding budget sets the pace), 2 offline."
     ),
     "consumer_name": "Consumer name in the groups; unset = host name and process id.",
     "http_host": "Address the API binds to.",
