@@ -58,6 +58,24 @@ EMBEDDING_USD_PER_MILLION_TOKENS: Final = {
     HASHING_MODEL: 0.0,
 }
 
+# --- the shared embedding rate budget (processor/embedders/budget.py) -----------------------------
+#: One Redis hash per (API key hash, model): ``<prefix>:<sha256(key)[:16]>:<model>``. Every worker
+#: process spending the same key on the same model takes from it.
+EMBEDDING_BUDGET_PREFIX: Final = "finally-indexer:embedding-budget"
+#: The hash expires after an hour without requests (learned limits are learned again).
+EMBEDDING_BUDGET_TTL_MS: Final = 3_600_000
+#: After a 429 every worker's pace is multiplied by this (down to the floor below) ...
+EMBEDDING_BUDGET_DECREASE: Final = 0.9
+EMBEDDING_BUDGET_FLOOR: Final = 0.5
+#: ... and each request answered without a 429 gives this much of the limit back (up to 1).
+EMBEDDING_BUDGET_RECOVER: Final = 0.01
+#: Before any limit is known, one request (the probe) goes at a time; the others ask again after
+#: this many ms, and a probe never answered stops blocking after the timeout.
+EMBEDDING_PROBE_WAIT_MS: Final = 50
+EMBEDDING_PROBE_TIMEOUT_MS: Final = 30_000
+#: Pause held for every worker after a 429 that names no retry time (seconds).
+EMBEDDING_DEFAULT_HOLD_S: Final = 1.0
+
 # --- batching and redelivery defaults ------------------------------------------------------------
 #: Listings per batch message: small enough that a redelivered batch costs little, large enough
 #: that one PostgreSQL read and one Qdrant write serve many listings.

@@ -122,6 +122,53 @@ ACCOUNTED_COST = Counter(
     registry=REGISTRY,
 )
 
+EMBED_BUDGET_LIMIT = Gauge(
+    "embedding_budget_limit_per_minute",
+    "The shared embedding rate budget's limit (kind: tokens, requests per minute); 0 = not known yet.",
+    ["kind"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+EMBED_BUDGET_RESERVED = Counter(
+    "embedding_budget_used_total",
+    "Budget this process spent (kind: tokens the API billed; requests sent). "
+    "sum(rate(...[1m])) * 60 over every worker is the budget used per minute.",
+    ["kind"],
+    namespace=NS,
+    registry=REGISTRY,
+)
+EMBED_BUDGET_PACE = Gauge(
+    "embedding_budget_pace_ratio",
+    "Share of the limit the shared budget currently grants: 1, lowered by each 429, then recovering.",
+    namespace=NS,
+    registry=REGISTRY,
+)
+EMBED_BUDGET_WAIT_SECONDS = Counter(
+    "embedding_budget_wait_seconds_total",
+    "Seconds this process's requests waited for the shared budget.",
+    namespace=NS,
+    registry=REGISTRY,
+)
+EMBED_IN_FLIGHT = Gauge(
+    "embedding_requests_in_flight",
+    "Embedding requests this process has in flight.",
+    namespace=NS,
+    registry=REGISTRY,
+)
+EMBED_CONCURRENCY = Gauge(
+    "embedding_concurrency_limit",
+    "The adaptive limiter's current limit on this process's requests in flight.",
+    namespace=NS,
+    registry=REGISTRY,
+)
+EMBED_PACKED_INPUTS = Histogram(
+    "embedding_request_inputs",
+    "Inputs per embedding request (packed across the batches a worker holds).",
+    buckets=(1, 8, 32, 64, 128, 256, 512, 1024, 2048),
+    namespace=NS,
+    registry=REGISTRY,
+)
+
 # --- vector store and end to end -------------------------------------------------------------------
 STORE_WRITE_SECONDS = Histogram(
     "vector_store_write_duration_seconds",

@@ -122,7 +122,14 @@ class Settings(BaseSettings):
     embedding_model: str = c.OPENAI_MODEL
     vector_size: int = Field(c.VECTOR_SIZE, ge=1, le=65536)
     embedding_max_input_tokens: int = Field(c.OPENAI_MAX_TOKENS_PER_INPUT, ge=16)
-    embedding_concurrency: int = Field(4, ge=1, le=64)
+    #: The most requests in flight per worker process; the adaptive limiter moves below it.
+    embedding_concurrency: int = Field(8, ge=1, le=64)
+    #: The key's limits for the model (0 = learn them from the API's ``x-ratelimit-*`` headers).
+    embedding_tpm: int = Field(0, ge=0)
+    embedding_rpm: int = Field(0, ge=0)
+    #: Seconds of budget that may be spent ahead of the steady pace (GCRA tolerance): it absorbs
+    #: gaps between requests; keep it no larger than the provider's own tolerance.
+    embedding_burst_s: float = Field(5.0, gt=0, le=60)
     text_template: str = DEFAULT_TEXT_TEMPLATE
 
     # Cost accounting and the live console
@@ -141,7 +148,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(c.DEFAULT_BATCH_SIZE, ge=1, le=2048)
     reclaim_idle_ms: int = Field(c.DEFAULT_RECLAIM_IDLE_MS, ge=100)
     max_deliveries: int = Field(c.DEFAULT_MAX_DELIVERIES, ge=1)
-    worker_concurrency: int = Field(2, ge=1, le=64)
+    #: Batches a worker holds at once (unset: see :meth:`batches_in_flight`).
+    worker_concurrency: int | None = Field(None, ge=1, le=64)
     consumer_name: str | None = None
     stream_retention_s: int = Field(86_400, ge=0)
     tombstone_retention_s: int = Field(7 * 86_400, ge=0)
@@ -347,6 +355,14 @@ class Settings(BaseSettings):
     def usd_per_million_tokens(self, model: str) -> float:
         """The price of ``model`` from ``EMBEDDING_PRICES`` (0 for a model the table does not name)."""
         return self.embedding_prices.get(model, 0.0)
+
+    def batches_in_flight(self) -> int:
+        """``WORKER_CONCURRENCY``, or unset: 32 with the OpenAI embedder (their texts share packed
+        requests, so it is a ceiling: the shared rate budget and the adaptive limiter set the pace),
+        2 with the offline one (CPU-bound in the worker's own process: more would only contend)."""
+        if self.worker_concurrency is not None:
+            return self.worker_concurrency
+        return 32 if self.resolved_embedder() is EmbedderKind.OPENAI else 2
 
     def model_name(self) -> str:
         """The name of the model the configured embedder writes into every point's payload."""

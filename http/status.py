@@ -20,7 +20,7 @@ from litestar.di import NamedDependency
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
-from finally_indexer.core.settings import Settings
+from finally_indexer.core.settings import EmbedderKind, Settings
 from finally_indexer.core.streams import batch_group, jobs_group
 from finally_indexer.db import failures, reports
 from finally_indexer.http.auth import require_read_key
@@ -28,7 +28,9 @@ from finally_indexer.http.deps import AppDeps, PgPool
 from finally_indexer.http.jobs import cost, progress
 from finally_indexer.http.status_streams import stream_stats
 from finally_indexer.http.status_throughput import ThroughputTracker
+from finally_indexer.processor.embedders.budget import budget_key, read_budget
 from finally_indexer.schemas.status import (
+    EmbeddingBudget,
     JobSummary,
     ListingsFigures,
     MinuteBucket,
@@ -86,12 +88,13 @@ class StatusProjector:
 
     async def report(self, pool: PgPool, redis: Redis) -> StatusReport:
         """The whole ``/status`` document."""
-        queues, db, minutes, job_rows, error_rows = await asyncio.gather(
+        queues, db, minutes, job_rows, error_rows, budget = await asyncio.gather(
             self.queues(redis),
             self.database(pool),
             self.throughput.refresh(redis),
             reports.current_jobs(pool),
             failures.recent_failures(pool, RECENT_ERRORS),
+            self.embedding_budget(redis),
         )
         return StatusReport(
             generated_at=datetime.fromtimestamp(time.time()).astimezone(),
@@ -103,6 +106,30 @@ class StatusProjector:
             failures_open=db.failures_open,
             failures_last_hour=db.failures_last_hour,
             recent_errors=[_recent_error(r) for r in error_rows],
+            embedding_budget=budget,
+        )
+
+    async def embedding_budget(self, redis: Redis) -> EmbeddingBudget | None:
+        """The shared embedding budget of the configured key and model (None: offline embedder)."""
+        s = self.settings
+        if s.resolved_embedder() != EmbedderKind.OPENAI or s.openai_api_key is None:
+            return None
+        raw = await read_budget(redis, budget_key(s.openai_api_key, s.embedding_model))
+        tpm = s.embedding_tpm or int(raw.get("lt", 0))
+        rpm = s.embedding_rpm or int(raw.get("lr", 0))
+        minute = int(time.time() // 60)
+        # the hash's counters move only when a request is made: a quiet minute leaves them stale
+        this = int(raw.get("um", 0)) if int(raw.get("m", -1)) == minute else 0
+        last = {minute: int(raw.get("pm", 0)), minute - 1: int(raw.get("um", 0))}.get(
+            int(raw.get("m", -1)), 0
+        )
+        return EmbeddingBudget(
+            tokens_per_minute_limit=tpm,
+            requests_per_minute_limit=rpm,
+            tokens_this_minute=this,
+            tokens_last_minute=last,
+            used_last_minute=round(last / tpm, 4) if tpm else 0.0,
+            pace=round(raw.get("f", 1.0), 4),
         )
 
 

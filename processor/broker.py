@@ -117,7 +117,7 @@ def build_broker(settings: Settings, consumer: Consumer, *, planner: Lane, index
         broker.subscriber(stream=sub, parser=_raw, ack_policy=AckPolicy.MANUAL)(redeliver)
 
     subscribe(planner, max_records=PLANNER_READ)
-    subscribe(indexer, batch=True, max_records=settings.worker_concurrency * 2)
+    subscribe(indexer, batch=True, max_records=settings.batches_in_flight() * 2)
     reclaim(planner)
     reclaim(indexer)
     return broker

@@ -86,7 +86,7 @@ class Connections:
                 store = build_vector_store(settings)
                 owned.append(store.aclose)
             if embedder is None and with_embedder:
-                embedder = build_embedder(settings)
+                embedder = build_embedder(settings, redis=redis)
                 owned.append(embedder.aclose)
         except BaseException:
             await _close_all(owned)
@@ -202,7 +202,7 @@ class Pipeline:
         )  # fmt: skip
         indexer_lane = Lane(
             batch_group(settings), process=lambda entry, n: indexer.handle(entry, deliveries=n),
-            give_up=dead.exhausted_batch, concurrency=settings.worker_concurrency,
+            give_up=dead.exhausted_batch, concurrency=settings.batches_in_flight(),
         )  # fmt: skip
         bridge = Bridge(redis, list_key=settings.legacy_list, stream_key=settings.jobs_stream)
         return cls(

@@ -119,6 +119,22 @@ class RecentError:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddingBudget:
+    """The rate budget every worker shares for the configured API key and model (from Redis).
+
+    Limits are ``EMBEDDING_TPM`` / ``EMBEDDING_RPM`` or, unset, the ones the API's headers named
+    (0 until the first answer). ``pace`` is the share of the limit granted now (below 1 after 429s).
+    """
+
+    tokens_per_minute_limit: int
+    requests_per_minute_limit: int
+    tokens_this_minute: int
+    tokens_last_minute: int
+    used_last_minute: float  # tokens last minute ÷ the limit (0 when no limit is known)
+    pace: float
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     """``GET /status``."""
 
@@ -131,3 +147,4 @@ class StatusReport:
     failures_open: int
     failures_last_hour: int
     recent_errors: list[RecentError]
+    embedding_budget: EmbeddingBudget | None = None  # None with the offline embedder

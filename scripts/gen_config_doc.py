@@ -41,7 +41,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Embeddings": (
         "embedder", "openai_api_key", "openai_base_url", "embedding_model", "vector_size",
-        "embedding_max_input_tokens", "embedding_concurrency", "text_template",
+        "embedding_max_input_tokens", "embedding_concurrency", "embedding_tpm", "embedding_rpm",
+        "embedding_burst_s", "text_template",
     ),
     "Cost accounting and the console": ("embedding_prices", "console"),
     "Streams and processing": (
@@ -95,7 +96,19 @@ MEANINGS: dict[str, str] = {
     "embedding_model": "Embedding model name.",
     "vector_size": "Vector dimensions; must match the model (3072 for text-embedding-3-large).",
     "embedding_max_input_tokens": "Longer listing texts are cut to this many tokens before embedding.",
-    "embedding_concurrency": "Embedding requests in flight per worker process.",
+    "embedding_concurrency": (
+        "Most embedding requests in flight per worker process; the adaptive limiter moves below it"
+        " (grows while latency is the limit, halves on 429/5xx)."
+    ),
+    "embedding_tpm": (
+        "Tokens per minute the API key may spend on the model, shared by every worker through Redis;"
+        " 0 = learn it from the API's `x-ratelimit-*` headers."
+    ),
+    "embedding_rpm": "Requests per minute the API key may make on the model (shared, as above); 0 = learn it.",
+    "embedding_burst_s": (
+        "Seconds of the limits the shared budget may spend ahead of the steady pace (absorbs gaps"
+        " between requests); keep it no larger than the provider's own tolerance."
+    ),
     "text_template": "How a listing becomes the embedded text; placeholders "
     "`{title}` `{year}` `{price}` `{mileage}` `{content}` `{brand}`.",
     "legacy_list": "Redis list the scraper `LPUSH`es jobs onto (the legacy contract).",
@@ -154,7 +167,10 @@ MEANINGS: dict[str, str] = {
         " all workers; 0 = never (run `finally-indexer audit` or `POST /audit` instead)."
     ),
     "audit_keep_reports": "Audit reports kept in PostgreSQL (the newest).",
-    "worker_concurrency": "Batches a worker process handles at once.",
+    "worker_concurrency": (
+        "Most batches a worker process holds at once; unset: 32 with the OpenAI embedder (their texts"
+        " are packed into shared requests: a ceiling, the embedding budget sets the pace), 2 offline."
+    ),
     "consumer_name": "Consumer name in the groups; unset = host name and process id.",
     "http_host": "Address the API binds to.",
     "http_port": "Port the API listens on.",

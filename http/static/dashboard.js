@@ -26,6 +26,10 @@
     "batches.pending": (s) => byRole(s, "batches").pending,
     "batches.consumers_alive": (s) => byRole(s, "batches").consumers_alive,
     "batches.oldest_pending_age_seconds": (s) => Math.round(byRole(s, "batches").oldest_pending_age_seconds),
+    "embedding.used_pct": (s) => (s.embedding_budget ? Math.round(s.embedding_budget.used_last_minute * 1000) / 10 : "–"),
+    "embedding.tokens_last_minute": (s) => (s.embedding_budget ? s.embedding_budget.tokens_last_minute : "–"),
+    "embedding.tokens_per_minute_limit": (s) => (s.embedding_budget ? s.embedding_budget.tokens_per_minute_limit : "–"),
+    "embedding.pace_pct": (s) => (s.embedding_budget ? Math.round(s.embedding_budget.pace * 100) : "–"),
     "failures_open": (s) => s.failures_open,
     "failures_last_hour": (s) => s.failures_last_hour,
   };

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from finally_indexer.processor.embedding import EmbeddingLimits
 
-__all__ = ["Batch", "Tokenizer", "plan_batches"]
+__all__ = ["Batch", "Tokenizer", "fit_input", "pack_count", "plan_batches"]
 
 
 class Tokenizer(Protocol):
@@ -37,7 +37,7 @@ class Batch:
     truncated: tuple[int, ...] = ()
 
 
-def _fit(text: str, limits: EmbeddingLimits, tokenizer: Tokenizer) -> tuple[str, int, bool]:
+def fit_input(text: str, limits: EmbeddingLimits, tokenizer: Tokenizer) -> tuple[str, int, bool]:
     """The input as sent (truncated if too long), its tokens, and whether it was cut."""
     cost = tokenizer.count_tokens(text)
     if cost <= limits.max_tokens_per_input:
@@ -52,7 +52,7 @@ def plan_batches(texts: Sequence[str], limits: EmbeddingLimits, tokenizer: Token
     current: list[tuple[int, str, bool]] = []
     tokens = 0
     for index, text in enumerate(texts):
-        sent, cost, cut = _fit(text, limits, tokenizer)
+        sent, cost, cut = fit_input(text, limits, tokenizer)
         full = len(current) >= limits.max_inputs_per_request or tokens + cost > limits.max_tokens_per_request
         if current and full:
             batches.append(_batch(current, tokens))
@@ -71,3 +71,18 @@ def _batch(items: list[tuple[int, str, bool]], tokens: int) -> Batch:
         tokens=tokens,
         truncated=tuple(i for i, _, cut in items if cut),
     )
+
+
+def pack_count(tokens: Sequence[int], limits: EmbeddingLimits) -> int:
+    """How many of the waiting inputs (their token counts, first come first) the next request takes.
+
+    As many as fit ``max_inputs_per_request`` and ``max_tokens_per_request``, and at least one
+    (each input is already within ``max_tokens_per_input``: see :func:`fit_input`); 0 when none wait.
+    """
+    taken, total = 0, 0
+    for cost in tokens:
+        if taken >= limits.max_inputs_per_request or (taken and total + cost > limits.max_tokens_per_request):
+            break
+        taken += 1
+        total += cost
+    return taken

@@ -1,18 +1,26 @@
-"""``build_embedder(settings)``: the embedder the settings ask for (``auto`` → OpenAI iff a key is set)."""
+"""``build_embedder(settings)``: the embedder the settings ask for (``auto`` → OpenAI iff a key is set).
+
+Given a Redis client, an OpenAI embedder draws on the rate budget every worker process shares for
+its key and model (``EMBEDDING_TPM`` / ``EMBEDDING_RPM``, or the limits the API's headers name).
+"""
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
+
 from finally_indexer.core.errors import ConfigurationError
 from finally_indexer.core.settings import EmbedderKind, Settings
+from finally_indexer.processor.embedders.budget import RateBudget, budget_key
 from finally_indexer.processor.embedders.hashing import HashingEmbedder
 from finally_indexer.processor.embedders.openai import OpenAIEmbedder
 from finally_indexer.processor.embedding import Embedder
 
-__all__ = ["build_embedder"]
+__all__ = ["build_budget", "build_embedder"]
 
 
-def build_embedder(settings: Settings) -> Embedder:
-    """An :class:`OpenAIEmbedder` or a :class:`HashingEmbedder`, sized to ``VECTOR_SIZE``."""
+def build_embedder(settings: Settings, *, redis: Redis | None = None) -> Embedder:
+    """An :class:`OpenAIEmbedder` (on the shared budget when ``redis`` is given) or a
+    :class:`HashingEmbedder`, sized to ``VECTOR_SIZE``."""
     kind = settings.resolved_embedder()
     if kind is EmbedderKind.HASHING:
         return HashingEmbedder(dimensions=settings.vector_size)
@@ -25,4 +33,18 @@ def build_embedder(settings: Settings) -> Embedder:
         base_url=settings.openai_base_url,
         concurrency=settings.embedding_concurrency,
         max_input_tokens=settings.embedding_max_input_tokens,
+        budget=None if redis is None else build_budget(settings, redis),
+    )
+
+
+def build_budget(settings: Settings, redis: Redis) -> RateBudget:
+    """The shared rate budget of the configured key and model."""
+    if settings.openai_api_key is None:
+        raise ConfigurationError("the embedding budget needs OPENAI_API_KEY")
+    return RateBudget(
+        redis,
+        key=budget_key(settings.openai_api_key, settings.embedding_model),
+        tokens_per_minute=settings.embedding_tpm,
+        requests_per_minute=settings.embedding_rpm,
+        burst_s=settings.embedding_burst_s,
     )

@@ -12,6 +12,15 @@ attempt is counted, logged and bounded:
   (``embed``). A 400 naming another parameter (``model``, ``dimensions``) is a configuration
   problem, as are 401/403/404: :class:`ConfigurationError`, never blamed on a listing.
 
+Requests are **packed**: every ``embed_many`` call of the process (the batches a worker holds at
+once) puts its inputs in one queue, and a dispatcher sends the queue's head as one request as soon
+as the adaptive limiter (:mod:`.limiter`) has a free slot — as many inputs as the API allows
+(:func:`~.batching.pack_count`: ≤ 2,048 inputs, ≤ 300,000 tokens, each ≤ 8,191). When latency
+is the limit, texts queue while every slot is busy and the next request carries all of them.
+Each request first reserves its tokens from the shared rate budget (:mod:`.budget`), and settles
+with the usage the API reports; a 429 slows every worker sharing the key. A rejected input is
+still found by bisection inside its request and fails only its own caller's listing.
+
 Inputs longer than the model's per-input limit are truncated (see ``batching``). ``dimensions``
 is sent only when it differs from the model's native size, and every returned vector is checked.
 The API key lives in the client only; nothing here logs or prints it.
@@ -20,6 +29,7 @@ The API key lives in the client only; nothing here logs or prints it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.utils
 import time
 from collections.abc import Sequence
@@ -41,7 +51,9 @@ from finally_indexer.core.errors import (
     TransientError,
 )
 from finally_indexer.processor.embedders import tokens
-from finally_indexer.processor.embedders.batching import Batch, plan_batches
+from finally_indexer.processor.embedders.batching import fit_input, pack_count
+from finally_indexer.processor.embedders.budget import RateBudget, ServerLimits
+from finally_indexer.processor.embedders.limiter import AdaptiveLimiter, Outcome, Slot
 from finally_indexer.processor.embedding import EmbeddingLimits, EmbeddingResult, PartialEmbeddingResult
 
 __all__ = ["NATIVE_DIMENSIONS", "OpenAIEmbedder", "RetryPolicy"]
@@ -82,6 +94,28 @@ class _BatchRejected(Exception):
     """Internal: the model refused the request because of (at least) one of its inputs."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """One input's answer: its vector, or the model's reason for refusing it; its share of the bill."""
+
+    vector: list[float] | None
+    reason: str | None
+    billed: int
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    """One input in the queue: as sent (truncated if needed), its tokens, and who waits for it."""
+
+    text: str
+    tokens: int
+    future: asyncio.Future[_Done]
+
+
+#: (vectors by position, billed tokens, rejection reasons by position) of one span of inputs.
+_Span = tuple[dict[int, list[float]], int, dict[int, str]]
+
+
 def _retry_after(headers: Any) -> float | None:
     """Seconds from ``retry-after-ms`` or ``retry-after`` (number or HTTP date), if present."""
     if headers is None:
@@ -102,6 +136,18 @@ def _retry_after(headers: Any) -> float | None:
         return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
+def _shares(billed: int, weights: list[int]) -> list[int]:
+    """``billed`` split in proportion to ``weights`` (cumulative rounding: the shares add up exactly)."""
+    total = sum(weights) or 1
+    shares, running, given = [], 0, 0
+    for weight in weights:
+        running += weight
+        upto = round(billed * running / total)
+        shares.append(upto - given)
+        given = upto
+    return shares
+
+
 class OpenAIEmbedder:
     """Embeds through ``/v1/embeddings`` with token-aware batches, bounded concurrency and our retries."""
 
@@ -115,7 +161,10 @@ class OpenAIEmbedder:
         concurrency: int = 4,
         max_input_tokens: int = c.OPENAI_MAX_TOKENS_PER_INPUT,
         retry: RetryPolicy | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
+        """``concurrency`` is the most requests in flight (the limiter adapts below it); without a
+        ``budget`` nothing is reserved (tests, or a key no other process shares)."""
         self._model = model
         self._dimensions = dimensions
         self._retry = retry or RetryPolicy()
@@ -127,7 +176,12 @@ class OpenAIEmbedder:
         native = NATIVE_DIMENSIONS.get(model)
         self._send_dimensions = native is not None and native != dimensions
         self._price = USD_PER_MILLION_TOKENS.get(model, 0.0)
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._limiter = AdaptiveLimiter(maximum=concurrency)
+        self._budget = budget
+        self._queue: collections.deque[_Waiting] = collections.deque()
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self._backoff = wait_exponential_jitter(
             multiplier=self._retry.initial_backoff, max=self._retry.max_backoff, jitter=self._retry.jitter
         )
@@ -154,6 +208,11 @@ class OpenAIEmbedder:
     def limits(self) -> EmbeddingLimits:
         return self._limits
 
+    @property
+    def concurrency(self) -> int:
+        """The adaptive limiter's current limit on requests in flight (not part of the protocol)."""
+        return self._limiter.limit
+
     def count_tokens(self, text: str) -> int:
         return tokens.count_tokens(text)
 
@@ -176,55 +235,115 @@ class OpenAIEmbedder:
             if not text.strip():
                 rejected[index] = "empty input"  # the API answers 400 for an empty string
         todo = [i for i in range(len(texts)) if i not in rejected]
-        batches = await asyncio.to_thread(plan_batches, [texts[i] for i in todo], self._limits, self)
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._embed_batch(batch)) for batch in batches]
-        except BaseExceptionGroup as failed:
-            # One failed request fails the call (the others are cancelled); callers expect our own
-            # exception types, not a group.
-            raise failed.exceptions[0] from None
+        fitted = await asyncio.to_thread(lambda: [fit_input(texts[i], self._limits, self) for i in todo])
+        if cut := sum(1 for _, _, was_cut in fitted if was_cut):
+            log.info("embedding_inputs_truncated", n=cut, max_tokens=self._limits.max_tokens_per_input)
+        loop = asyncio.get_running_loop()
+        waiting = [_Waiting(sent, cost, loop.create_future()) for sent, cost, _ in fitted]
+        self._enqueue(waiting)
+        outcomes = await asyncio.gather(*(w.future for w in waiting), return_exceptions=True)
+        answers: list[_Done] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # one failed request fails the call; callers expect our own exception types
+                raise outcome
+            answers.append(outcome)
         billed = 0
-        for batch, task in zip(batches, tasks, strict=True):
-            batch_vectors, batch_tokens, batch_rejected = task.result()
-            billed += batch_tokens
-            for position, vector in batch_vectors.items():
-                vectors[todo[batch.indices[position]]] = vector
-            for position, reason in batch_rejected.items():
-                rejected[todo[batch.indices[position]]] = reason
-            if batch.truncated:
-                log.info(
-                    "embedding_inputs_truncated",
-                    n=len(batch.truncated),
-                    max_tokens=self._limits.max_tokens_per_input,
-                )
+        for index, answer in zip(todo, answers, strict=True):
+            billed += answer.billed
+            if answer.reason is not None:
+                rejected[index] = answer.reason
+            else:
+                vectors[index] = answer.vector
         return PartialEmbeddingResult(vectors=vectors, tokens=billed, rejected=dict(sorted(rejected.items())))
 
     async def aclose(self) -> None:
+        tasks = [t for t in (self._dispatcher, *self._sending) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        closed = TransientError("embedder closed")
+        while self._queue:
+            waiting = self._queue.popleft()
+            if not waiting.future.done():
+                waiting.future.set_exception(closed)
         await self._client.close()
 
-    # --- one batch, bisected on rejection ---------------------------------------------------------
-    async def _embed_batch(self, batch: Batch) -> tuple[dict[int, list[float]], int, dict[int, str]]:
-        """Vectors and rejections keyed by position within ``batch``; billed tokens."""
-        return await self._embed_span(list(batch.inputs), 0)
+    # --- the queue and its dispatcher: packing ----------------------------------------------------
+    def _enqueue(self, waiting: list[_Waiting]) -> None:
+        self._queue.extend(waiting)
+        self._wake.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="embedding-dispatcher")
 
-    async def _embed_span(
-        self, inputs: list[str], start: int
-    ) -> tuple[dict[int, list[float]], int, dict[int, str]]:
+    def _drop_abandoned(self) -> None:
+        """Inputs whose caller went away (cancelled) are not sent."""
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+
+    async def _dispatch(self) -> None:
+        """Forever: wait for a free slot, then send the queue's head as one packed request."""
+        while True:
+            self._drop_abandoned()
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            # Texts are waiting; if every slot is busy, latency is what limits us right now.
+            slot = await self._limiter.acquire(saturated=self._limiter.busy)
+            self._drop_abandoned()
+            count = pack_count([w.tokens for w in self._queue], self._limits)
+            items = [self._queue.popleft() for _ in range(count)]
+            if not items:
+                await self._limiter.release(slot)
+                continue
+            task = asyncio.create_task(self._send(items, slot))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, items: list[_Waiting], slot: Slot) -> None:
+        """One packed request (bisected on rejection); every waiting input gets its answer."""
+        metrics.EMBED_PACKED_INPUTS.observe(len(items))
         try:
-            vectors, billed = await self._request(inputs)
+            vectors, billed, rejected = await self._embed_span(
+                [w.text for w in items], [w.tokens for w in items], 0, slot
+            )
+        except Exception as exc:
+            for w in items:
+                if not w.future.done():
+                    w.future.set_exception(exc)
+        else:
+            if slot.outcome is not Outcome.OVERLOAD:
+                slot.outcome = Outcome.OK
+            shares = _shares(billed, [0 if p in rejected else w.tokens for p, w in enumerate(items)])
+            for position, w in enumerate(items):
+                if w.future.done():
+                    continue
+                if position in rejected:
+                    w.future.set_result(_Done(None, rejected[position], 0))
+                else:
+                    w.future.set_result(_Done(vectors[position], None, shares[position]))
+        finally:
+            await self._limiter.release(slot)
+
+    # --- one request, bisected on rejection -------------------------------------------------------
+    async def _embed_span(self, inputs: list[str], tokens: list[int], start: int, slot: Slot) -> _Span:
+        try:
+            vectors, billed = await self._request(inputs, tokens, slot)
         except _BatchRejected as exc:
             if len(inputs) == 1:
                 log.warning("embedding_input_rejected", position=start, reason=str(exc))
                 return {}, 0, {start: str(exc)}
             middle = len(inputs) // 2
-            left = await self._embed_span(inputs[:middle], start)
-            right = await self._embed_span(inputs[middle:], start + middle)
+            left = await self._embed_span(inputs[:middle], tokens[:middle], start, slot)
+            right = await self._embed_span(inputs[middle:], tokens[middle:], start + middle, slot)
             return {**left[0], **right[0]}, left[1] + right[1], {**left[2], **right[2]}
         return {start + i: v for i, v in enumerate(vectors)}, billed, {}
 
     # --- one request, retried ---------------------------------------------------------------------
-    async def _request(self, inputs: list[str]) -> tuple[list[list[float]], int]:
+    async def _request(
+        self, inputs: list[str], tokens: list[int], slot: Slot
+    ) -> tuple[list[list[float]], int]:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry.max_attempts),
             wait=self._wait,
@@ -234,7 +353,7 @@ class OpenAIEmbedder:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._call(inputs)
+                return await self._call(inputs, sum(tokens), slot)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
@@ -254,32 +373,45 @@ class OpenAIEmbedder:
             wait_s=wait,
         )
 
-    async def _call(self, inputs: list[str]) -> tuple[list[list[float]], int]:
-        """One HTTP request; errors mapped onto the service's exception tree; metrics recorded."""
+    async def _call(self, inputs: list[str], tokens: int, slot: Slot) -> tuple[list[list[float]], int]:
+        """One HTTP request, paid from the shared budget; errors mapped onto the service's
+        exception tree; the budget settled; metrics recorded."""
+        if self._budget is not None and await self._budget.reserve(tokens) > 0:
+            slot.held = True  # the budget, not concurrency, set this request's pace
         started = time.perf_counter()
         status = "error"
         try:
-            async with self._semaphore:
-                response = await self._client.embeddings.create(
-                    model=self._model,
-                    input=inputs,
-                    dimensions=self._dimensions if self._send_dimensions else openai.omit,
-                )
+            raw = await self._client.embeddings.with_raw_response.create(
+                model=self._model,
+                input=inputs,
+                dimensions=self._dimensions if self._send_dimensions else openai.omit,
+            )
+            response = raw.parse()
             status = "ok"
         except openai.RateLimitError as exc:
             status = "rate_limited"
-            raise EmbeddingRateLimited(
-                f"embedding API rate limit: {exc.message}", _retry_after(exc.response.headers)
-            ) from exc
+            slot.outcome = Outcome.OVERLOAD
+            retry_after = _retry_after(exc.response.headers)
+            if self._budget is not None:
+                await self._budget.rate_limited(
+                    tokens, retry_after, ServerLimits.from_headers(exc.response.headers)
+                )
+            raise EmbeddingRateLimited(f"embedding API rate limit: {exc.message}", retry_after) from exc
         except openai.APIStatusError as exc:
             status = "rejected" if exc.status_code in _REJECTING_STATUS else "error"
+            if exc.status_code >= 500 or exc.status_code in _TRANSIENT_STATUS:
+                slot.outcome = Outcome.OVERLOAD
             raise self._status_error(exc) from exc
         except openai.APIConnectionError as exc:  # includes timeouts
+            slot.outcome = Outcome.OVERLOAD
             raise TransientError(f"embedding API unreachable: {type(exc).__name__}: {exc.message}") from exc
         finally:
             metrics.EMBED_REQUESTS.labels(status=status).inc()
             metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
-        return self._vectors(response, len(inputs)), self._bill(response)
+        vectors, billed = self._vectors(response, len(inputs)), self._bill(response)
+        if self._budget is not None:
+            await self._budget.settle(tokens, billed, ServerLimits.from_headers(raw.headers))
+        return vectors, billed
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:
         code = exc.status_code

@@ -9,6 +9,9 @@ or base64 encoding as asked, and ``usage.prompt_tokens`` counted with cl100k. Be
 - ``reject_marker``: any request containing an input with this substring gets 400
   ``invalid_request_error`` (so a client must bisect to find which one);
 - ``latency``: seconds each request takes (to observe concurrency, ``max_in_flight``);
+- ``limit_rate(tokens_per_minute, requests_per_minute)``: the API's rate limits (see
+  :class:`RateLimits`): every answer carries ``x-ratelimit-*`` headers, and a request over the
+  limit is answered 429 at once with ``retry-after`` / ``retry-after-ms``;
 - ``requests``: every request received (inputs, model, dimensions, headers without
   ``Authorization``, whether a bearer token was sent, the status answered);
 - ``start_outage(status, retry_after=...)`` / ``end_outage()``: every request fails with
@@ -24,6 +27,8 @@ import base64
 import contextlib
 import hashlib
 import json
+import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +37,7 @@ import numpy as np
 
 from finally_indexer.processor.embedders.tokens import count_tokens
 
-__all__ = ["FakeOpenAI", "RecordedRequest"]
+__all__ = ["FakeOpenAI", "RateLimits", "RecordedRequest"]
 
 NATIVE = {"text-embedding-3-large": 3072, "text-embedding-3-small": 1536}
 REASONS = {
@@ -78,6 +83,59 @@ def _error(message: str, kind: str, param: str | None = None, code: str | None =
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+# --- rate limits (tokens and requests per minute, like the API's per-key limits) -------------------
+def _duration(seconds: float) -> str:
+    """The API's reset format: ``"120ms"``, ``"1.5s"``, ``"6m0s"``."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
+
+
+class RateLimits:
+    """Per-minute limits enforced as GCRA with a tolerance of ``burst_s`` seconds of each limit.
+
+    A request is admitted when neither limit is more than ``burst_s`` ahead (checked before its
+    cost is added, so one request larger than the tolerance still goes on a quiet key). A rejected
+    request still counts against the requests limit, as the API's does. ``remaining`` is what may
+    still be started now; ``reset`` the time until the limit is fully replenished.
+    """
+
+    def __init__(self, tokens_per_minute: int, requests_per_minute: int, burst_s: float) -> None:
+        self.tpm, self.rpm, self.burst = tokens_per_minute, requests_per_minute, burst_s
+        self._tt = self._tr = time.monotonic()
+        self.tokens = 0  # tokens admitted
+        self.rejected = 0  # requests answered 429
+
+    def admit(self, tokens: int) -> tuple[bool, dict[str, str]]:
+        """Charge one request of ``tokens``; whether it is admitted, and the headers to answer with."""
+        now = time.monotonic()
+        tt, tr = max(self._tt, now), max(self._tr, now)
+        admitted = tt - now < self.burst and tr - now < self.burst
+        self._tr = tr + 60 / self.rpm  # every request counts, admitted or not
+        if admitted:
+            self._tt = tt + tokens * 60 / self.tpm
+            self.tokens += tokens
+        else:
+            self.rejected += 1
+        headers = self._headers(now)
+        if not admitted:
+            wait = max(tt - now, tr - now) - self.burst + 0.001
+            headers |= {"retry-after": f"{math.ceil(wait)}", "retry-after-ms": f"{math.ceil(wait * 1000)}"}
+        return admitted, headers
+
+    def _headers(self, now: float) -> dict[str, str]:
+        ahead_t, ahead_r = max(0.0, self._tt - now), max(0.0, self._tr - now)
+        return {
+            "x-ratelimit-limit-tokens": str(self.tpm),
+            "x-ratelimit-limit-requests": str(self.rpm),
+            "x-ratelimit-remaining-tokens": str(max(0, math.floor((self.burst - ahead_t) * self.tpm / 60))),
+            "x-ratelimit-remaining-requests": str(max(0, math.floor((self.burst - ahead_r) * self.rpm / 60))),
+            "x-ratelimit-reset-tokens": _duration(ahead_t),
+            "x-ratelimit-reset-requests": _duration(ahead_r),
+        }
+
+
 class FakeOpenAI:
     """The server; ``async with FakeOpenAI() as fake:`` then ``base_url=fake.base_url``."""
 
@@ -89,6 +147,7 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         self._failures: deque[_Failure] = deque()
+        self.rate_limits: RateLimits | None = None
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.base_url = ""
@@ -121,6 +180,13 @@ class FakeOpenAI:
         if retry_after_ms is not None:
             headers["retry-after-ms"] = str(retry_after_ms)
         self._failures.extend(_Failure(status, headers) for _ in range(n))
+
+    def limit_rate(
+        self, tokens_per_minute: int, requests_per_minute: int, *, burst_s: float = 10.0
+    ) -> RateLimits:
+        """Enforce the API's per-minute limits from now on (see :class:`RateLimits`)."""
+        self.rate_limits = RateLimits(tokens_per_minute, requests_per_minute, burst_s)
+        return self.rate_limits
 
     @property
     def embedded_inputs(self) -> list[str]:
@@ -176,6 +242,16 @@ class FakeOpenAI:
             and len(headers["authorization"]) > 7,
         )
         self.requests.append(record)
+        rate_headers: dict[str, str] = {}
+        if self.rate_limits is not None:  # checked on arrival, as the API does: a 429 is immediate
+            admitted, rate_headers = self.rate_limits.admit(sum(count_tokens(t) for t in record.inputs))
+            if not admitted:
+                record.status = 429
+                return (
+                    429,
+                    rate_headers,
+                    _error("Rate limit reached (fake).", "requests", code="rate_limit_exceeded"),
+                )
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -184,7 +260,7 @@ class FakeOpenAI:
             record.status, extra, payload = self._answer(record)
         finally:
             self.in_flight -= 1
-        return record.status, extra, payload
+        return record.status, rate_headers | extra, payload
 
     def _answer(self, record: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:
         if self._failures:

@@ -142,3 +142,34 @@ async def test_metrics_expose_the_projection_gauges(
     assert value("index_coverage_ratio") == 0.6
     assert value("index_freshness_seconds") >= 119
     assert value("failed_operations_open") == 2
+
+
+async def test_status_shows_the_shared_embedding_budget(
+    redis: aioredis.Redis, redis_settings: Settings
+) -> None:
+    """The figures the workers leave in the budget hash: limits, tokens this and last minute, pace."""
+    from pydantic import SecretStr  # noqa: PLC0415
+
+    from finally_indexer.http.status import StatusProjector  # noqa: PLC0415
+    from finally_indexer.processor.embedders.budget import RateBudget, ServerLimits, budget_key  # noqa: PLC0415
+
+    settings = redis_settings.model_copy(
+        update={"embedder": "openai", "openai_api_key": SecretStr(f"sk-status-{redis_settings.collection}")}
+    )
+    projector = StatusProjector(settings)
+    assert await projector.embedding_budget(redis) is not None  # nothing spent yet: zeros, not an error
+    key = budget_key(SecretStr(f"sk-status-{redis_settings.collection}"), settings.embedding_model)
+    budget = RateBudget(redis, key=key)
+    try:
+        assert await budget.try_reserve(1_000) == 0  # the probe: limits not known yet
+        await budget.settle(1_000, 900, ServerLimits(limit_tokens=1_000_000, limit_requests=3_000))
+        await budget.rate_limited(0, 0.001)
+        figures = await projector.embedding_budget(redis)
+    finally:
+        await redis.delete(key)
+    assert figures is not None
+    assert (figures.tokens_per_minute_limit, figures.requests_per_minute_limit) == (1_000_000, 3_000)
+    assert figures.tokens_this_minute + figures.tokens_last_minute == 900
+    assert figures.pace == 0.9
+    hashing = StatusProjector(redis_settings)
+    assert await hashing.embedding_budget(redis) is None

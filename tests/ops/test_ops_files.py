@@ -82,8 +82,13 @@ def test_grafana_dashboard_panels_query_exported_metrics() -> None:
         "finally_indexer_consumer_group_lag",
         "finally_indexer_embedding_cost_usd_total",
         "finally_indexer_index_coverage_ratio",
+        "finally_indexer_embedding_budget_used_total",
+        "finally_indexer_embedding_budget_limit_per_minute",
+        "finally_indexer_embedding_requests_in_flight",
+        "finally_indexer_embedding_concurrency_limit",
     ):
         assert must in used
+    assert "Embedding budget" in {p["title"] for p in panels}
 
 
 def test_grafana_provisioning_points_at_the_dashboards_and_prometheus() -> None:

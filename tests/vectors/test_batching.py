@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finally_indexer.processor.embedders.batching import Batch, plan_batches
+from finally_indexer.processor.embedders.batching import Batch, pack_count, plan_batches
 from finally_indexer.processor.embedding import EmbeddingLimits
 
 
@@ -73,3 +73,32 @@ def test_every_index_once_in_order(n: int) -> None:
         assert len(b.indices) <= limits.max_inputs_per_request
         assert b.tokens <= limits.max_tokens_per_request
         assert all(len(t.split()) <= limits.max_tokens_per_input for t in b.inputs)
+
+
+OPENAI = EmbeddingLimits(2048, 300_000, 8191)
+PACK_CASES = [
+    pytest.param([], OPENAI, 0, id="nothing-waits"),
+    pytest.param([10] * 5, OPENAI, 5, id="everything-fits"),
+    pytest.param([1] * 3000, OPENAI, 2048, id="at-most-2048-inputs"),
+    pytest.param([8191] * 40, OPENAI, 36, id="at-most-300k-tokens"),
+    pytest.param([150_000, 150_000, 1], OPENAI, 2, id="300k-tokens-exactly"),
+    pytest.param([150_000, 150_001], OPENAI, 1, id="one-token-over"),
+    pytest.param([267] * 1200, OPENAI, 1123, id="demo-listings"),
+    pytest.param([5, 5, 5], EmbeddingLimits(2, 100, 10), 2, id="small-input-limit"),
+    pytest.param(
+        [120], EmbeddingLimits(4, 100, 200), 1, id="an-input-alone-over-the-request-limit-still-goes"
+    ),
+]
+
+
+@pytest.mark.parametrize(("tokens", "limits", "expected"), PACK_CASES)
+def test_pack_count(tokens: list[int], limits: EmbeddingLimits, expected: int) -> None:
+    """The next request takes the longest head of the queue that respects every limit."""
+    taken = pack_count(tokens, limits)
+    assert taken == expected
+    if taken > 1:
+        assert taken <= limits.max_inputs_per_request
+        assert sum(tokens[:taken]) <= limits.max_tokens_per_request
+    if taken < len(tokens) and taken:
+        head = tokens[: taken + 1]
+        assert len(head) > limits.max_inputs_per_request or sum(head) > limits.max_tokens_per_request

@@ -13,6 +13,7 @@ import pytest
 import structlog
 from fakes.openai_server import FakeOpenAI, fake_vector
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from finally_indexer.core.errors import (
     ConfigurationError,
@@ -22,6 +23,7 @@ from finally_indexer.core.errors import (
 )
 from finally_indexer.core.metrics import REGISTRY
 from finally_indexer.core.settings import EmbedderKind, Settings
+from finally_indexer.processor.embedders.budget import RateBudget
 from finally_indexer.processor.embedders.factory import build_embedder
 from finally_indexer.processor.embedders.hashing import HashingEmbedder
 from finally_indexer.processor.embedders.openai import OpenAIEmbedder, RetryPolicy
@@ -190,11 +192,19 @@ async def test_long_inputs_are_truncated_and_big_calls_split(make: Make, fake_op
     assert count_tokens(fake_openai.requests[0].inputs[0]) <= 50
 
 
-async def test_concurrency_is_bounded(make: Make, fake_openai: FakeOpenAI) -> None:
+async def test_concurrency_is_bounded_and_waiting_calls_are_packed(
+    make: Make, fake_openai: FakeOpenAI
+) -> None:
+    """EMBEDDING_CONCURRENCY is a ceiling; calls that wait for a slot share the next request."""
     embedder = make(concurrency=2)
     fake_openai.latency = 0.05
-    await asyncio.gather(*(embedder.embed([f"매물 {i}"]) for i in range(8)))
-    assert fake_openai.max_in_flight == 2
+    texts = [f"매물 {i}" for i in range(8)]
+    results = await asyncio.gather(*(embedder.embed([text]) for text in texts))
+    assert [r.vectors[0] for r in results] == [fake_vector(t, 64) for t in texts]
+    assert [r.tokens for r in results] == [count_tokens(t) for t in texts]
+    assert fake_openai.max_in_flight <= 2
+    assert len(fake_openai.requests) < len(texts)
+    assert sorted(fake_openai.embedded_inputs) == sorted(texts)
 
 
 async def test_the_key_is_never_logged(
@@ -231,3 +241,69 @@ def test_factory_picks_the_embedder(fake_openai: FakeOpenAI) -> None:
     assert chosen.dimensions == 3072
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
         build_embedder(Settings(embedder=EmbedderKind.OPENAI, openai_api_key=None))
+
+
+async def test_the_limiter_grows_while_latency_limits_and_shrinks_on_429(
+    make: Make, fake_openai: FakeOpenAI
+) -> None:
+    embedder = make(concurrency=4)
+    fake_openai.latency = 0.02
+    assert embedder.concurrency == 1
+    # a steady stream of calls: while every slot is busy the next texts wait, so slots are added
+    pending = []
+    for i in range(60):
+        pending.append(asyncio.create_task(embedder.embed([f"매물 {i}"])))
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*pending)
+    grown = embedder.concurrency
+    assert grown > 1
+    assert fake_openai.max_in_flight <= 4
+    fake_openai.fail_next(429, 1, retry_after_ms=1)
+    await embedder.embed(["하나"])
+    assert embedder.concurrency == max(1, grown // 2)
+
+
+async def test_a_rejected_input_in_a_packed_request_fails_only_its_own_caller(
+    make: Make, fake_openai: FakeOpenAI
+) -> None:
+    embedder = make(concurrency=1)
+    fake_openai.latency = 0.05
+    first = asyncio.create_task(embedder.embed_many(["먼저"]))
+    await asyncio.sleep(0.02)  # the first request is in flight: the next two calls wait and are packed
+    mine = asyncio.create_task(embedder.embed_many(["내 매물 1", f"내 매물 2 {fake_openai.reject_marker}"]))
+    theirs = asyncio.create_task(embedder.embed_many(["남의 매물 1", "남의 매물 2"]))
+    results = await asyncio.gather(first, mine, theirs)
+    packed = [r for r in fake_openai.requests if len(r.inputs) == 4]
+    assert packed  # both calls went out in one request (refused, then bisected)
+    assert results[1].rejected.keys() == {1}
+    assert results[1].vectors[0] == fake_vector("내 매물 1", 64)
+    assert results[2].rejected == {}
+    assert results[2].vectors == [fake_vector("남의 매물 1", 64), fake_vector("남의 매물 2", 64)]
+
+
+async def test_embedders_sharing_a_budget_learn_the_limit_and_get_no_429(
+    fake_openai: FakeOpenAI, fast_retry: RetryPolicy, redis_url: str, test_uid: str
+) -> None:
+    """Two processes' embedders on one key: the limits come from the headers, no request is refused."""
+    limits = fake_openai.limit_rate(60_000, 6_000, burst_s=1.0)  # 1,000 tokens/s, 1 s tolerance
+    clients = [Redis.from_url(redis_url) for _ in range(2)]
+    key = f"t{test_uid}:embedding-budget"
+    embedders = [
+        OpenAIEmbedder(
+            api_key=SecretStr(KEY), model="text-embedding-3-large", dimensions=64, base_url=fake_openai.base_url,
+            retry=fast_retry, concurrency=4, budget=RateBudget(client, key=key, burst_s=0.5),
+        )
+        for client in clients
+    ]  # fmt: skip
+    texts = [f"{'매물 ' * 20}{i}" for i in range(24)]
+    try:
+        results = await asyncio.gather(*(embedders[i % 2].embed([t]) for i, t in enumerate(texts)))
+    finally:
+        for embedder in embedders:
+            await embedder.aclose()
+        for client in clients:
+            await client.aclose()
+    assert [r.vectors[0] for r in results] == [fake_vector(t, 64) for t in texts]
+    assert limits.rejected == 0
+    assert [r.status for r in fake_openai.requests].count(429) == 0
+    assert limits.tokens == sum(count_tokens(t) for t in texts) > 2 * 1_000  # more than the tolerance
