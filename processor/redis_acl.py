@@ -13,8 +13,10 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from finally_indexer.core import constants as c
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.audit import audit_lock_key
+from finally_indexer.processor.breaker import board_key
 from finally_indexer.processor.consume import FailureMemory
 
 __all__ = [
@@ -41,8 +43,8 @@ COMMANDS: Final = (
     "xadd", "xreadgroup", "xack", "xautoclaim", "xclaim", "xpending", "xrange", "xlen", "xtrim",
     "xgroup|create", "xgroup|delconsumer",
     "xinfo|groups", "xinfo|consumers", "xinfo|stream",
-    # the failure memory (a hash per work stream)
-    "hset", "hsetnx", "hincrby", "hdel", "hmget",
+    # the failure memory (a hash per work stream), the breaker board, the embedding budget
+    "hset", "hsetnx", "hincrby", "hdel", "hmget", "hgetall",
     # the audit lock (redis-py's Lock: SET NX PX, then Lua scripts over GET/DEL/PEXPIRE/PTTL)
     "set", "get", "del", "pexpire", "pttl",
     # Lua scripts (the bridge's move, the heartbeat, the lock, rate budgets) and transactions
@@ -77,11 +79,23 @@ def _audit_lock(settings: Settings) -> Iterable[str]:
     return [exact(audit_lock_key(settings))]
 
 
+def _breaker_board(settings: Settings) -> Iterable[str]:
+    """Where workers report their open breakers (read by ``/health``)."""
+    return [exact(board_key(settings.jobs_stream))]
+
+
+def _embedding_budget(settings: Settings) -> Iterable[str]:
+    """The shared rate budgets: one hash per API key digest and model."""
+    return [f"{exact(c.EMBEDDING_BUDGET_PREFIX)}:*"]
+
+
 #: Where the key patterns come from; each function names one family of keys.
 KEY_SOURCES: Final[tuple[Callable[[Settings], Iterable[str]], ...]] = (
     _queues,
     _failure_memory,
     _audit_lock,
+    _breaker_board,
+    _embedding_budget,
 )
 
 

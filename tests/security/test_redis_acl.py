@@ -28,6 +28,9 @@ from finally_indexer.core.settings import Settings
 from finally_indexer.http.app import create_app
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.processor.audit import Auditor
+from finally_indexer.processor.breaker import BreakerBoard, Breakers, board_key, read_board
+from finally_indexer.processor.dependencies import Dependency
+from finally_indexer.processor.embedders.budget import RateBudget, budget_key, read_budget
 from finally_indexer.processor.housekeeping import forget_dead_consumers, housekeeping_round
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.redis_acl import acl_rules, acl_setuser_line
@@ -155,3 +158,33 @@ async def test_the_service_runs_as_its_acl_user_and_redis_refuses_the_rest(
     finally:
         await restricted.aclose()
     assert len(await _refusals(redis, user)) == len(refused)
+
+
+async def test_the_breaker_board_and_the_embedding_budget_are_within_the_acl(
+    acl_settings: Settings, redis: Redis
+) -> None:
+    """Both are written only during an outage or with the OpenAI embedder, which the run above
+    does not reach: each is exercised here as the ACL user."""
+    user = acl_settings.redis_username
+    assert user is not None
+    restricted = open_redis(acl_settings)
+    try:
+        key = board_key(acl_settings.jobs_stream)
+        board = BreakerBoard(restricted, consumer="w1", key=key)
+        breakers = Breakers(failures=1, open_s=30, board=board)
+        breakers.settle(
+            [Dependency.POSTGRES], frozenset(), failed={Dependency.POSTGRES: "down"}, succeeded=False
+        )
+        await board.aclose()
+        assert [r.dependency for r in await read_board(restricted, key=key)] == ["postgres"]
+
+        budget = RateBudget(
+            restricted, key=budget_key(SecretStr("sk-acl-test"), acl_settings.embedding_model),
+            tokens_per_minute=1_000_000, requests_per_minute=1_000,
+        )  # fmt: skip
+        assert await budget.try_reserve(100) == 0.0
+        await budget.settle(100, 90)
+        assert await read_budget(restricted, budget.key)
+    finally:
+        await restricted.aclose()
+    assert await _refusals(redis, user) == []
