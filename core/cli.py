@@ -19,7 +19,6 @@ from typing import Any
 
 import structlog
 from pydantic import SecretStr, ValidationError
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -36,6 +35,7 @@ from finally_indexer.db.pool import create_pool
 from finally_indexer.db.seed_demo import seed_demo
 from finally_indexer.devenv.servers import DEV_POSTGRES_PORT, DEV_REDIS_PORT, ServerError, dev_servers
 from finally_indexer.processor.audit import AuditBusy, Auditor, Verdict
+from finally_indexer.processor.embedders.factory import budget_limits
 from finally_indexer.processor.enqueue import enqueue_job
 from finally_indexer.processor.estimate import Estimate, dry_run
 from finally_indexer.processor.pipeline import Connections
@@ -80,12 +80,12 @@ async def cmd_sync(settings: Settings, args: argparse.Namespace, _stop: asyncio.
     except ValidationError as exc:
         raise ConfigurationError(f"sync: {exc.errors()[0]['msg']}") from None
     async with _pool(settings) as pool:
-        if request.dry_run:
-            # The rate budget is not in the settings yet: the estimate then names no duration.
-            _say(estimate_summary(await dry_run(pool, settings, request.to_job())))
-            return
-        redis = Redis.from_url(settings.redis_dsn())
+        redis = open_redis(settings)
         try:
+            if request.dry_run:
+                tpm, rpm = await budget_limits(settings, redis)
+                _say(estimate_summary(await dry_run(pool, settings, request.to_job(), tpm=tpm, rpm=rpm)))
+                return
             job_id = await enqueue_job(pool, redis, jobs_stream=settings.jobs_stream, job=request.to_job())
         finally:
             await redis.aclose()

@@ -32,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from finally_indexer.core.logging import LogFormat, resolve_format
+from finally_indexer.core.redis_client import open_redis
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import failures, reports
 from finally_indexer.db.pool import create_pool
@@ -191,7 +192,7 @@ async def run_console(settings: Settings, *, stop: asyncio.Event, header: str | 
     it, so it never scrolls away); its own small pool and Redis client."""
     pool = await create_pool(settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 2}))
     projector = StatusProjector(settings)
-    redis = Redis.from_url(settings.redis_dsn())
+    redis = open_redis(settings)
     stderr = sys.stderr  # Live replaces it while it runs
     try:
         with (

@@ -21,6 +21,7 @@ from finally_indexer.db.failures import FailureFilter
 from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.openapi import json_body
+from finally_indexer.processor.embedders.factory import budget_limits
 from finally_indexer.processor.enqueue import enqueue_job, requeue_failures
 from finally_indexer.processor.estimate import Estimate, dry_run
 from finally_indexer.schemas.api import RetryRequest, RetryResult, SyncAccepted, SyncEstimate, SyncRequest
@@ -46,8 +47,8 @@ async def sync(
     settings: NamedDependency[Settings],
 ) -> Response[SyncAccepted | SyncEstimate]:
     if data.dry_run:
-        # The rate budget is unknown here until settings carry it: the answer then has no duration.
-        found = await dry_run(deps.pool, settings, data.to_job())
+        tpm, rpm = await budget_limits(settings, deps.redis)
+        found = await dry_run(deps.pool, settings, data.to_job(), tpm=tpm, rpm=rpm)
         return Response(sync_estimate(found), status_code=HTTP_200_OK)
     job_id = await enqueue_job(deps.pool, deps.redis, jobs_stream=settings.jobs_stream, job=data.to_job())
     location = f"/jobs/{job_id}"

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.errors import ConfigurationError
 from finally_indexer.core.settings import EmbedderKind, Settings
-from finally_indexer.processor.embedders.budget import RateBudget, budget_key
+from finally_indexer.processor.embedders.budget import RateBudget, budget_key, read_budget
 from finally_indexer.processor.embedders.hashing import HashingEmbedder
 from finally_indexer.processor.embedders.openai import OpenAIEmbedder
 from finally_indexer.processor.embedding import Embedder
@@ -34,6 +34,19 @@ def build_embedder(settings: Settings, *, redis: Redis | None = None) -> Embedde
         concurrency=settings.embedding_concurrency,
         max_input_tokens=settings.embedding_max_input_tokens,
         budget=None if redis is None else build_budget(settings, redis),
+        usd_per_million_tokens=settings.usd_per_million_tokens(settings.embedding_model),
+    )
+
+
+async def budget_limits(settings: Settings, redis: Redis) -> tuple[int, int]:
+    """Tokens and requests per minute of the configured key and model: the settings', else those
+    learned from the API's headers (0: unknown; always 0 for the offline embedder)."""
+    if settings.resolved_embedder() is not EmbedderKind.OPENAI or settings.openai_api_key is None:
+        return 0, 0
+    learned = await read_budget(redis, budget_key(settings.openai_api_key, settings.embedding_model))
+    return (
+        settings.embedding_tpm or int(learned.get("lt", 0)),
+        settings.embedding_rpm or int(learned.get("lr", 0)),
     )
 
 

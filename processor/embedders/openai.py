@@ -66,12 +66,6 @@ NATIVE_DIMENSIONS = {
     "text-embedding-3-small": 1536,
     "text-embedding-ada-002": 1536,
 }
-#: US dollars per 1M input tokens (published price list); unknown models are not priced.
-USD_PER_MILLION_TOKENS = {
-    "text-embedding-3-large": c.OPENAI_USD_PER_MILLION_TOKENS,
-    "text-embedding-3-small": 0.02,
-    "text-embedding-ada-002": 0.10,
-}
 _TRANSIENT_STATUS = frozenset({408, 409})
 _REJECTING_STATUS = frozenset({400, 422})
 _CONFIG_STATUS = frozenset({401, 403, 404})
@@ -162,6 +156,7 @@ class OpenAIEmbedder:
         max_input_tokens: int = c.OPENAI_MAX_TOKENS_PER_INPUT,
         retry: RetryPolicy | None = None,
         budget: RateBudget | None = None,
+        usd_per_million_tokens: float = 0.0,
     ) -> None:
         """``concurrency`` is the most requests in flight (the limiter adapts below it); without a
         ``budget`` nothing is reserved (tests, or a key no other process shares)."""
@@ -175,7 +170,7 @@ class OpenAIEmbedder:
         )
         native = NATIVE_DIMENSIONS.get(model)
         self._send_dimensions = native is not None and native != dimensions
-        self._price = USD_PER_MILLION_TOKENS.get(model, 0.0)
+        self._price = usd_per_million_tokens  # EMBEDDING_PRICES' entry for the model
         self._limiter = AdaptiveLimiter(maximum=concurrency)
         self._budget = budget
         self._queue: collections.deque[_Waiting] = collections.deque()

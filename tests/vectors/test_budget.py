@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
-from finally_indexer.processor.embedders.budget import RateBudget, ServerLimits, parse_duration
+from finally_indexer.core.settings import EmbedderKind, Settings
+from finally_indexer.processor.embedders.budget import RateBudget, ServerLimits, budget_key, parse_duration
+from finally_indexer.processor.embedders.factory import budget_limits
 
 START = 1_800_000_000.0  # a fixed "now" (seconds) for the fake clock
 
@@ -208,3 +211,21 @@ async def test_a_server_that_names_no_limits_is_not_limited(clients: list[aiored
     assert await a.try_reserve(100) == 0
     await a.settle(100, 100, ServerLimits.from_headers({}))  # no x-ratelimit-* headers at all
     assert [await w.try_reserve(1_000_000) for w in (a, b, a, b)] == [0, 0, 0, 0]
+
+
+async def test_a_dry_run_assumes_the_limits_of_the_settings_or_those_learned(
+    redis: aioredis.Redis, redis_settings: Settings, test_uid: str
+) -> None:
+    """``budget_limits`` is what ``POST /sync`` and ``sync --dry-run`` time an estimate with."""
+    offline = redis_settings.model_copy(update={"embedder": EmbedderKind.HASHING, "embedding_tpm": 600_000})
+    assert await budget_limits(offline, redis) == (0, 0)  # nothing to pace: it costs no API time
+    key = SecretStr(f"sk-dry-run-{test_uid}")
+    configured = redis_settings.model_copy(
+        update={"embedder": EmbedderKind.OPENAI, "openai_api_key": key, "embedding_tpm": 600_000}
+    )
+    assert await budget_limits(configured, redis) == (600_000, 0)
+    learning = configured.model_copy(update={"embedding_tpm": 0})
+    assert await budget_limits(learning, redis) == (0, 0)  # no answer seen yet
+    budget = RateBudget(redis, key=budget_key(key, learning.embedding_model))
+    await budget.settle(0, 0, ServerLimits(limit_tokens=1_000_000, limit_requests=3_000))
+    assert await budget_limits(learning, redis) == (1_000_000, 3_000)

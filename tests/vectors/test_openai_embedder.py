@@ -60,7 +60,7 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def test_embeds_in_order_with_dimensions_and_tokens(make: Make, fake_openai: FakeOpenAI) -> None:
-    embedder = make()
+    embedder = make(usd_per_million_tokens=0.13)  # the factory passes EMBEDDING_PRICES' entry
     assert isinstance(embedder, Embedder)
     tokens_before = sample("embedding_tokens_total", model="text-embedding-3-large")
     cost_before = sample("embedding_cost_usd_total", model="text-embedding-3-large")
