@@ -12,6 +12,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from finally_indexer.core.errors import TransientError
+from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedding import (
     Embedder,
@@ -144,3 +145,31 @@ async def one_row(pool: asyncpg.Pool[Any], query: str) -> asyncpg.Record:
     row = await pool.fetchrow(query)
     assert row is not None, query
     return row
+
+
+async def pending_counts(redis: Redis, settings: Settings) -> tuple[int, int]:
+    """Entries delivered and not acknowledged: (planner on the jobs stream, indexer on batches)."""
+    jobs = await redis.xpending(settings.jobs_stream, "planner")
+    batches = await redis.xpending(settings.batch_stream, "indexer")
+    return jobs["pending"], batches["pending"]
+
+
+async def run_until_converged(pipeline: Pipeline, settings: Settings, *, timeout_s: float = 20.0) -> None:
+    """Run a worker and the bridge until every job completed, the collection matches the table and
+    nothing is pending; then stop both."""
+    stop = asyncio.Event()
+    worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
+    bridge = asyncio.create_task(pipeline.bridge.run(stop))
+
+    async def converged() -> bool:
+        done = await pipeline.pool.fetchval("SELECT count(*) = 0 FROM index_jobs WHERE status <> 'completed'")
+        same = await stored_index(pipeline.store) == await expected_index(
+            pipeline.pool, settings.text_template
+        )
+        return bool(done) and same and await pending_counts(pipeline.redis, settings) == (0, 0)
+
+    try:
+        await wait_until(converged, timeout_s=timeout_s)
+    finally:
+        stop.set()
+        await asyncio.gather(worker, bridge)

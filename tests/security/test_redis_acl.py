@@ -8,7 +8,6 @@ refusal for it, and commands or keys outside the list are refused.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -17,13 +16,12 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
-from pipeline.helpers import add_listings, assert_converged, expected_index, push, stored_index, wait_until
+from pipeline.helpers import add_listings, assert_converged, push, run_until_converged
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from finally_indexer.core.redis_client import open_redis
-from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.app import create_app
 from finally_indexer.http.deps import AppDeps
@@ -81,25 +79,6 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def _run_until_converged(pipeline: Pipeline, settings: Settings) -> None:
-    stop = asyncio.Event()
-    worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
-    bridge = asyncio.create_task(pipeline.bridge.run(stop))
-
-    async def converged() -> bool:
-        done = await pipeline.pool.fetchval("SELECT count(*) = 0 FROM index_jobs WHERE status <> 'completed'")
-        same = await stored_index(pipeline.store) == await expected_index(
-            pipeline.pool, settings.text_template
-        )
-        return bool(done) and same
-
-    try:
-        await wait_until(converged, timeout_s=60)
-    finally:
-        stop.set()
-        await asyncio.gather(worker, bridge)
-
-
 @pytest.mark.slow
 async def test_the_service_runs_as_its_acl_user_and_redis_refuses_the_rest(
     acl_settings: Settings, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore
@@ -113,12 +92,12 @@ async def test_the_service_runs_as_its_acl_user_and_redis_refuses_the_rest(
     try:
         await pipeline.redis.ping()
         assert user in {c.get("user") for c in await redis.client_list()}  # it is logged in as the user
-        await _run_until_converged(pipeline, acl_settings)
+        await run_until_converged(pipeline, acl_settings, timeout_s=60)
         await pool.execute("UPDATE products SET title = title || ' (수정)' WHERE id <= 3")
         auditor = Auditor(pool=pool, redis=pipeline.redis, store=store, settings=acl_settings)
         report = await auditor.run(repair=True, requested_by="test")  # takes the lock, queues a repair
         assert report["repair_job_ids"]
-        await _run_until_converged(pipeline, acl_settings)
+        await run_until_converged(pipeline, acl_settings, timeout_s=60)
         deps = AppDeps(pool=pool, redis=pipeline.redis, store=store)
         transport = httpx.ASGITransport(app=cast("Any", create_app(acl_settings, deps=deps)))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -126,7 +105,7 @@ async def test_the_service_runs_as_its_acl_user_and_redis_refuses_the_rest(
                 assert (await client.get(path)).status_code == 200, path
             sync = await client.post("/sync", json={"product_ids": [1, 2]})
             assert sync.status_code == 202, sync.text
-        await _run_until_converged(pipeline, acl_settings)
+        await run_until_converged(pipeline, acl_settings, timeout_s=60)
         # housekeeping with nothing to keep: trims both work streams, forgets idle consumers
         before = await redis.xlen(acl_settings.batch_stream)
         await housekeeping_round(
