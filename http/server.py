@@ -7,8 +7,8 @@ worker and bridge processes in the background.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import structlog
@@ -71,6 +71,20 @@ def bound_port(server: uvicorn.Server) -> int | None:
             port: int = sock.getsockname()[1]
             return port
     return None
+
+
+@asynccontextmanager
+async def serving(app: Litestar, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` in this loop while the block runs; yields its base URL (port 0: a free one)."""
+    server = build_server(app, host, port)
+    stop = asyncio.Event()
+    async with asyncio.timeout(START_TIMEOUT_S):
+        task = await start_in_background(server, stop)
+    try:
+        yield f"http://{host}:{bound_port(server)}"
+    finally:
+        stop.set()
+        await task
 
 
 async def serve_api(settings: Settings, *, stop: asyncio.Event, deps: AppDeps | None = None) -> None:

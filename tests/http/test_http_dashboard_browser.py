@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -15,7 +14,7 @@ from pydantic import SecretStr
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.http.app import AppDeps, create_app
-from finally_indexer.http.server import bound_port, build_server, start_in_background
+from finally_indexer.http.server import serving
 
 READ_KEY = "read-key-0123456789abcdef"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -36,13 +35,8 @@ pytestmark = [
 
 @pytest.fixture
 async def served(deps: AppDeps, settings: Settings) -> AsyncIterator[str]:
-    server = build_server(create_app(settings, deps=deps), "127.0.0.1", 0)
-    stop = asyncio.Event()
-    async with asyncio.timeout(10):
-        task = await start_in_background(server, stop)
-    yield f"http://127.0.0.1:{bound_port(server)}"
-    stop.set()
-    await task
+    async with serving(create_app(settings, deps=deps)) as url:
+        yield url
 
 
 async def test_dashboard_shows_the_status_figures(served: str, scenario: Any) -> None:
@@ -99,13 +93,8 @@ async def test_dashboard_shows_the_status_figures(served: str, scenario: Any) ->
 @pytest.fixture
 async def served_with_read_key(deps: AppDeps, settings: Settings) -> AsyncIterator[str]:
     keyed = settings.model_copy(update={"read_api_key": SecretStr(READ_KEY)})
-    server = build_server(create_app(keyed, deps=deps), "127.0.0.1", 0)
-    stop = asyncio.Event()
-    async with asyncio.timeout(10):
-        task = await start_in_background(server, stop)
-    yield f"http://127.0.0.1:{bound_port(server)}"
-    stop.set()
-    await task
+    async with serving(create_app(keyed, deps=deps)) as url:
+        yield url
 
 
 async def test_dashboard_behind_a_read_key_works_after_the_browser_login(
