@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from finally_indexer.db.pool import DB
+from finally_indexer.db.products import P_COLUMNS
 
 __all__ = [
     "correct_flags",
@@ -25,12 +26,11 @@ __all__ = [
 
 # One keyset page of listings with what the audit needs to judge them: the embedded columns,
 # the version, the flag, and the tombstone (a deleted version) if any.
-_PAGE = """
-SELECT p.id, p.title, p.url, p.img_url, p.price, p.content, p.odo, p.mileage, p.brand, p.year,
-       p.updated_at, p.is_conversion, t.version AS tombstone
+_PAGE = f"""
+SELECT {P_COLUMNS}, t.version AS tombstone
 FROM products p LEFT JOIN index_tombstones t ON t.product_id = p.id
 WHERE p.id > $1 ORDER BY p.id LIMIT $2
-"""
+"""  # noqa: S608 -- constant column list and condition
 # The flag follows the audit's verdict only for the row version the audit saw.
 _CORRECT_FLAGS = """
 UPDATE products p SET is_conversion = u.flag

@@ -16,13 +16,10 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from finally_indexer.db.products import LISTING_COLUMNS
+
 __all__ = ["LISTING_COLUMNS", "GrantPlan", "grant_script", "grant_statements"]
 
-#: The columns of ``products`` the service reads (db/products.py, db/audit.py, db/reports.py).
-LISTING_COLUMNS: Final = (
-    "id", "title", "url", "img_url", "price", "content", "odo", "mileage", "brand", "year",
-    "updated_at", "is_conversion",
-)  # fmt: skip
 #: The one column of ``products`` the service writes.
 WRITTEN_COLUMN: Final = "is_conversion"
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Final
 
 import asyncpg
 
 from finally_indexer.db.pool import DB
 
 __all__ = [
+    "LISTING_COLUMNS",
+    "P_COLUMNS",
     "fetch_listings",
     "fetch_listings_with_state",
     "mark_converted",
@@ -24,33 +27,35 @@ __all__ = [
     "scan_orphan_ids",
 ]
 
-_FETCH = """
-SELECT id, title, url, img_url, price, content, odo, mileage, brand, year, updated_at, is_conversion
+#: The columns of ``products`` the service reads (the GRANT of db/grants.py is made from them).
+LISTING_COLUMNS: Final = (
+    "id", "title", "url", "img_url", "price", "content", "odo", "mileage", "brand", "year",
+    "updated_at", "is_conversion",
+)  # fmt: skip
+#: The listing columns qualified by the alias ``p`` (queries that join ``products p``).
+P_COLUMNS: Final = ", ".join(f"p.{column}" for column in LISTING_COLUMNS)
+# A listing needs indexing when it is not flagged, was never written, or changed since it was.
+_CHANGED: Final = "(NOT p.is_conversion OR s.product_id IS NULL OR p.updated_at > s.source_updated_at)"
+
+_FETCH = f"""
+SELECT {", ".join(LISTING_COLUMNS)}
 FROM products WHERE id = ANY($1::bigint[])
-"""
+"""  # noqa: S608 -- constant column list and condition
 _SCAN = "SELECT id FROM products WHERE id > $1 ORDER BY id LIMIT $2"
 # A listing with what index_state recorded writing for it (the dry run's skip check).
-_WITH_STATE = """
-SELECT p.id, p.title, p.url, p.img_url, p.price, p.content, p.odo, p.mileage, p.brand, p.year, p.updated_at,
-       p.is_conversion, s.text_hash AS indexed_hash, s.model AS indexed_model
+_WITH_STATE = f"""
+SELECT {P_COLUMNS}, s.text_hash AS indexed_hash, s.model AS indexed_model
 FROM products p LEFT JOIN index_state s ON s.product_id = p.id
-"""
+"""  # noqa: S608 -- constant column list and condition
 _SCAN_WITH_STATE = _WITH_STATE + "WHERE p.id > $1 ORDER BY p.id LIMIT $2"
 # The same rows as _SCAN_CHANGED selects.
-_SCAN_CHANGED_WITH_STATE = (
-    _WITH_STATE
-    + """WHERE p.id > $1
-  AND (NOT p.is_conversion OR s.product_id IS NULL OR p.updated_at > s.source_updated_at)
-ORDER BY p.id LIMIT $2"""
-)
+_SCAN_CHANGED_WITH_STATE = _WITH_STATE + f"WHERE p.id > $1 AND {_CHANGED} ORDER BY p.id LIMIT $2"
 _FETCH_WITH_STATE = _WITH_STATE + "WHERE p.id = ANY($1::bigint[])"
-# A listing needs indexing when it is not flagged, was never written, or changed since it was.
-_SCAN_CHANGED = """
+_SCAN_CHANGED = f"""
 SELECT p.id FROM products p LEFT JOIN index_state s ON s.product_id = p.id
-WHERE p.id > $1
-  AND (NOT p.is_conversion OR s.product_id IS NULL OR p.updated_at > s.source_updated_at)
+WHERE p.id > $1 AND {_CHANGED}
 ORDER BY p.id LIMIT $2
-"""
+"""  # noqa: S608 -- constant column list and condition
 # Written listings whose product row is gone: they must be deleted from the collection.
 _SCAN_ORPHANS = """
 SELECT s.product_id FROM index_state s
