@@ -37,7 +37,7 @@ __all__ = [
     "recent_failures",
     "record_failures",
     "resolve_succeeded",
-    "set_replay_entry",
+    "set_replay_entries",
 ]
 
 
@@ -308,26 +308,23 @@ async def lock_open_failures(conn: DB, flt: FailureFilter, *, limit: int) -> lis
     ]
 
 
-async def lock_unreplayed(conn: DB, ids: Sequence[int] | None = None) -> list[tuple[int, bytes]]:
-    """Re-queued raw payloads (all, or of rows ``ids``) not appended to the jobs stream yet:
-    ``(id, payload)``, locked until the transaction ends; rows another transaction holds are skipped."""
+async def lock_unreplayed(conn: DB) -> list[tuple[int, bytes]]:
+    """Re-queued raw payloads not appended to the jobs stream yet: ``(id, payload)``, locked until
+    the transaction ends; rows another transaction holds are skipped."""
     rows = await conn.fetch(
         """
         SELECT id, payload FROM failed_operations
         WHERE operation_type = 'job' AND resolution = 'requeued' AND replay_entry_id IS NULL
-          AND payload IS NOT NULL AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
+          AND payload IS NOT NULL
         ORDER BY id FOR UPDATE SKIP LOCKED
-        """,
-        None if ids is None else list(ids),
+        """
     )
     return [(int(r["id"]), bytes(r["payload"])) for r in rows]
 
 
-async def set_replay_entry(conn: DB, failure_id: int, entry_id: str) -> None:
-    """Record the jobs-stream entry a re-queued raw payload was appended as."""
-    await conn.execute(
-        "UPDATE failed_operations SET replay_entry_id = $2 WHERE id = $1", failure_id, entry_id
-    )
+async def set_replay_entries(conn: DB, entries: Sequence[tuple[int, str]]) -> None:
+    """Record the jobs-stream entries re-queued raw payloads were appended as: ``(id, entry_id)``."""
+    await conn.executemany("UPDATE failed_operations SET replay_entry_id = $2 WHERE id = $1", entries)
 
 
 async def mark_requeued(conn: DB, ids: Sequence[int]) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "mark_planned",
     "pending_batches",
     "prune_finished",
+    "set_stream_entries",
     "set_stream_entry",
     "unfinished_batches",
     "unplanned_jobs",
@@ -123,6 +124,13 @@ async def set_stream_entry(db: DB, job_id: str, entry_id: str) -> None:
     )
 
 
+async def set_stream_entries(db: DB, entries: Sequence[tuple[str, str]]) -> None:
+    """Remember many jobs' entry ids on the jobs stream: ``(job_id, entry_id)`` pairs."""
+    await db.executemany(
+        "UPDATE index_jobs SET stream_entry_id = $2, updated_at = now() WHERE job_id = $1", entries
+    )
+
+
 async def lock_job(db: DB, job_id: str) -> asyncpg.Record | None:
     """The job's row, locked until the transaction ends (serialises two planners of one job)."""
     return await db.fetchrow(
@@ -177,17 +185,15 @@ async def unplanned_jobs(db: DB) -> list[Job]:
     return [Job.model_validate(dict(r)) for r in rows]
 
 
-async def lock_unqueued_retries(db: DB, job_ids: Sequence[str] | None = None) -> list[Job]:
-    """Retry jobs recorded by ``POST /retry`` whose entry was never appended (all, or of ``job_ids``),
-    locked until the transaction ends; rows another transaction holds are skipped."""
+async def lock_unqueued_retries(db: DB) -> list[Job]:
+    """Retry jobs recorded by ``POST /retry`` whose entry was never appended, locked until the
+    transaction ends; rows another transaction holds are skipped."""
     rows = await db.fetch(
         f"""
         SELECT {_JOB_COLUMNS} FROM index_jobs
         WHERE status = 'pending' AND stream_entry_id IS NULL AND source = 'retry'
-          AND ($1::text[] IS NULL OR job_id = ANY($1::text[]))
         ORDER BY created_at FOR UPDATE SKIP LOCKED
         """,  # noqa: S608 -- constant column list
-        None if job_ids is None else list(job_ids),
     )
     return [Job.model_validate(dict(r)) for r in rows]
 

@@ -69,19 +69,24 @@ async def enqueue_job(db: DB, redis: Redis, *, jobs_stream: str, job: Job) -> st
 
 async def append_job(redis: Redis, jobs_stream: str, job: Job) -> str:
     """Append ``job``'s entry to the jobs stream (its row must exist); return the entry id."""
+    return as_text(await redis.xadd(jobs_stream, _entry_of(job).to_fields()))  # type: ignore[arg-type]
+
+
+def _entry_of(job: Job) -> JobEntry:
+    """The jobs-stream entry of ``job``."""
     payload = json.dumps(job.to_payload(), separators=(",", ":")).encode()
     entry = JobEntry(payload=payload, source=job.source)
     if job.received_at is not None:  # a re-published or retried job keeps when it was received
         entry = entry.model_copy(update={"received_ms": int(job.received_at.timestamp() * 1000)})
-    return as_text(await redis.xadd(jobs_stream, entry.to_fields()))  # type: ignore[arg-type]
+    return entry
 
 
 async def requeue_failures(
     pool: asyncpg.Pool[Any], redis: Redis, *, jobs_stream: str, flt: FailureFilter, limit: int
 ) -> RetryResult:
-    """Finish what an earlier call left unappended, then select, record and mark the rows in one
-    transaction (rows stay locked until marked), then append after the commit."""
-    earlier = await append_requeued(pool, redis, jobs_stream=jobs_stream)
+    """Select, record and mark the rows in one transaction (rows stay locked until marked), then
+    append after the commit what is recorded and not appended yet (this call's, and whatever an
+    earlier call's failure left)."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await failures.lock_open_failures(conn, flt, limit=limit)
         listings = [r for r in rows if r.operation_type != JOB_ROW and r.product_id is not None]
@@ -96,19 +101,13 @@ async def requeue_failures(
         handled = set(done)
         discarded = [r.id for r in rows if r.id not in handled]
         await failures.mark_discarded(conn, discarded)
-    # this call's own work; a concurrent call's sweep may append some of it first (each row is
-    # appended once, under its lock), so the answer names what this call queued, not appended
-    await append_requeued(
-        pool,
-        redis,
-        jobs_stream=jobs_stream,
-        job_ids=[j.job_id for j in retries],
-        failure_ids=[r.id for r in raw],
-    )
+    # a concurrent call may append some of this call's work first (each row is appended once,
+    # under its lock), so the answer names what this call queued, not what it appended
+    await append_requeued(pool, redis, jobs_stream=jobs_stream)
     job_ids = [j.job_id for j in retries]
     log.info(
         "failures_requeued", rows=len(done), jobs=len(retries), replayed=len(raw), discarded=len(discarded),
-        job_ids=job_ids, appended_for_earlier_calls=len(earlier.job_ids) + earlier.payloads,
+        job_ids=job_ids,
     )  # fmt: skip
     return RetryResult(
         requeued=len(done), job_ids=job_ids, replayed_payloads=len(raw), discarded=len(discarded)
@@ -123,36 +122,41 @@ class Appended:
     payloads: int
 
 
-async def append_requeued(
-    pool: asyncpg.Pool[Any], redis: Redis, *, jobs_stream: str, job_ids: Sequence[str] | None = None,
-    failure_ids: Sequence[int] | None = None,
-) -> Appended:  # fmt: skip
-    """Append the retry jobs and re-queued raw payloads recorded but not appended yet (those named,
-    or all of them); each append is recorded in the transaction that holds its row locked.
+async def append_requeued(pool: asyncpg.Pool[Any], redis: Redis, *, jobs_stream: str) -> Appended:
+    """Append the retry jobs and re-queued raw payloads recorded but not appended yet, in one
+    Redis round trip; the entry ids are recorded in the transaction that holds their rows locked.
 
-    A Redis failure raises :class:`DependencyUnavailable`; what was not appended stays recorded
-    for the next call.
+    A Redis failure raises :class:`DependencyUnavailable` and rolls the records back: what was
+    not recorded is appended again by the next call (at least once).
     """
-    done_jobs: list[str] = []
-    payloads = 0
     try:
         async with pool.acquire() as conn, conn.transaction():
-            for job in await jobs.lock_unqueued_retries(conn, job_ids):
-                await jobs.set_stream_entry(conn, job.job_id, await append_job(redis, jobs_stream, job))
-                done_jobs.append(job.job_id)
-            for failure_id, payload in await failures.lock_unreplayed(conn, failure_ids):
-                # A replayed raw job is the scraper's job again, byte for byte: it enters as a
-                # legacy entry, so the planner keys it on its new stream entry id (a producer
-                # job_id inside cannot collide with the job row of its first attempt).
-                fields = JobEntry(payload=payload, source=JobSource.LEGACY).to_fields()
-                entry_id = as_text(await redis.xadd(jobs_stream, fields))  # type: ignore[arg-type]
-                await failures.set_replay_entry(conn, failure_id, entry_id)
-                payloads += 1
+            retries = await jobs.lock_unqueued_retries(conn)
+            replays = await failures.lock_unreplayed(conn)
+            if not retries and not replays:
+                return Appended([], 0)
+            async with redis.pipeline(transaction=False) as pipe:
+                for job in retries:
+                    pipe.xadd(jobs_stream, _entry_of(job).to_fields())  # type: ignore[arg-type]
+                for _, payload in replays:
+                    # A replayed raw job is the scraper's job again, byte for byte: it enters as a
+                    # legacy entry, so the planner keys it on its new stream entry id (a producer
+                    # job_id inside cannot collide with the job row of its first attempt).
+                    pipe.xadd(jobs_stream, JobEntry(payload=payload, source=JobSource.LEGACY).to_fields())  # type: ignore[arg-type]
+                entry_ids = [as_text(entry_id) for entry_id in await pipe.execute()]
+            job_entries = entry_ids[: len(retries)]
+            await jobs.set_stream_entries(
+                conn, [(j.job_id, e) for j, e in zip(retries, job_entries, strict=True)]
+            )
+            replay_entries = entry_ids[len(retries) :]
+            await failures.set_replay_entries(
+                conn, [(failure_id, e) for (failure_id, _), e in zip(replays, replay_entries, strict=True)]
+            )
     except RedisError as exc:
         raise DependencyUnavailable(f"redis: {redact(repr(exc))}") from exc
-    if done_jobs or payloads:
-        log.info("requeued_work_appended", jobs=done_jobs, payloads=payloads)
-    return Appended(done_jobs, payloads)
+    done_jobs = [j.job_id for j in retries]
+    log.info("requeued_work_appended", jobs=done_jobs, payloads=len(replays))
+    return Appended(done_jobs, len(replays))
 
 
 def _retry_jobs(rows: Sequence[RetryCandidate]) -> list[Job]:
