@@ -83,7 +83,8 @@ async def row_pages(
     """Every listing in id order, reduced, one keyset page at a time (in a helper process if asked)."""
     if not helper:
         async for records in queries.listing_pages(db, page=page):
-            yield _reduce(records, settings.text_template)
+            # rendering and hashing a page is CPU work: off the event loop a scheduled audit shares
+            yield await asyncio.to_thread(_reduce, records, settings.text_template)
         return
     async for rows in _helper_pages(settings, page):
         yield rows

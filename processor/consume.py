@@ -195,6 +195,7 @@ class Consumer:
         return outcome
 
     async def _one(self, lane: Lane, entry: StreamEntry, deliveries: int) -> None:
+        past: Past | None = None
         if deliveries > self._max:
             past = await self._memory.recall(entry)
             # failures of a dependency (transient) do not count; a crash mid-delivery does
@@ -203,7 +204,7 @@ class Consumer:
                 return
         if deliveries > 1 and self._too_old(entry):
             # however its deliveries failed (outages, a misconfiguration): the operator's bound
-            past = await self._memory.recall(entry)
+            past = past or await self._memory.recall(entry)
             log.warning("work_too_old", stream=entry.stream, entry_id=entry.entry_id, deliveries=deliveries)
             await lane.give_up(entry, deliveries, past.error, MAX_AGE_REASON)
             return

@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core import constants as c
 from finally_indexer.core import metrics
+from finally_indexer.core.streams import as_text
 
 __all__ = [
     "BudgetState",
@@ -296,7 +297,7 @@ async def read_budget(redis: Redis, key: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in raw.items():
         try:
-            out[name.decode() if isinstance(name, bytes) else str(name)] = float(value)
+            out[as_text(name)] = float(value)
         except ValueError:
             continue
     return out

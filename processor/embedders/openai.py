@@ -50,6 +50,7 @@ from finally_indexer.core.errors import (
     EmbeddingRateLimited,
     TransientError,
 )
+from finally_indexer.processor.cost import usd
 from finally_indexer.processor.embedders import tokens
 from finally_indexer.processor.embedders.batching import fit_input, pack_count
 from finally_indexer.processor.embedders.budget import RateBudget, ServerLimits
@@ -432,5 +433,5 @@ class OpenAIEmbedder:
     def _bill(self, response: Any) -> int:
         billed = int(getattr(response.usage, "prompt_tokens", 0) or 0)
         metrics.EMBED_TOKENS.labels(model=self._model).inc(billed)
-        metrics.EMBED_COST.labels(model=self._model).inc(billed * self._price / 1_000_000)
+        metrics.EMBED_COST.labels(model=self._model).inc(usd(billed, self._price))
         return billed
