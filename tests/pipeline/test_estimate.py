@@ -126,6 +126,8 @@ async def test_forced_scan_embeds_everything_and_lists_and_deletes_are_counted(
     assert (forced.tally.embed, forced.tally.skip) == (20, 0)
     assert forced.tally.usage.requests == -(-20 // settings.batch_size)
     assert forced.usd == pytest.approx(forced.tally.usage.tokens * 0.13 / 1_000_000)
+    # two of the listings the forced scan counted, and no more
+    assert 0 < listed.tally.usage.tokens < forced.tally.usage.tokens
     assert listed.tally == Tally(
         listings=3, embed=2, delete=1,
         usage=Usage(listed.tally.usage.tokens, 1),
