@@ -17,6 +17,7 @@ from finally_indexer.db.pool import DB
 __all__ = [
     "LISTING_COLUMNS",
     "P_COLUMNS",
+    "count_orphans",
     "fetch_listings",
     "fetch_listings_with_state",
     "mark_converted",
@@ -62,6 +63,9 @@ SELECT s.product_id FROM index_state s
 WHERE s.product_id > $1 AND NOT EXISTS (SELECT 1 FROM products p WHERE p.id = s.product_id)
 ORDER BY s.product_id LIMIT $2
 """
+_COUNT_ORPHANS = """
+SELECT count(*) FROM index_state s WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.id = s.product_id)
+"""
 # Only the row version that was embedded is flagged: a row edited meanwhile stays false.
 _MARK_CONVERTED = """
 UPDATE products p SET is_conversion = true
@@ -97,6 +101,11 @@ async def scan_ids(db: DB, *, after: int, limit: int) -> list[int]:
 async def scan_changed_ids(db: DB, *, after: int, limit: int) -> list[int]:
     """One keyset page of ids that are unflagged, never indexed, or changed since indexed."""
     return [int(r["id"]) for r in await db.fetch(_SCAN_CHANGED, after, limit)]
+
+
+async def count_orphans(db: DB) -> int:
+    """How many listings the service indexed have no product row any more."""
+    return int(await db.fetchval(_COUNT_ORPHANS))
 
 
 async def scan_orphan_ids(db: DB, *, after: int, limit: int) -> list[int]:

@@ -42,6 +42,8 @@ class FailureLimiter:
             if len(self._failures) >= MAX_CLIENTS:
                 del self._failures[next(iter(self._failures))]
             recent = self._failures[client] = deque()
+        else:  # most recently failed last: the client evicted first is the one idle longest
+            self._failures[client] = self._failures.pop(client)
         recent.append(self._clock())
         while len(recent) > self._limit:  # only the last `limit` matter for the block
             recent.popleft()

@@ -90,6 +90,11 @@ class Breakers:
         for d in Dependency:
             BREAKER_STATE.labels(dependency=d.value).set(State.CLOSED)
 
+    async def aclose(self) -> None:
+        """Wait for the breaker reports still being written (before Redis is closed)."""
+        if self._board is not None:
+            await self._board.aclose()
+
     def state(self, dependency: Dependency) -> State:
         """The breaker's current state."""
         return self._breakers[dependency].state

@@ -90,7 +90,7 @@ class DryRun:
             tally = await self._listed(db, job.product_ids, force=job.force)
         else:
             tally = await self._scanned(db, changed=job.scope == "changed", force=job.force)
-            orphans = await _count_orphans(db)
+            orphans = await products.count_orphans(db)
             tally += Tally(listings=orphans, delete=orphans)
         return Estimate(
             tally=tally, model=self._embedder.model, usd_per_million_tokens=self._price,
@@ -147,14 +147,6 @@ class DryRun:
             requests = requests_needed(len(texts), tokens, self._embedder.limits)
             tally += Tally(len(batch), len(texts), skipped, 0, failed, Usage(tokens, requests))
         return tally
-
-
-async def _count_orphans(db: DB) -> int:
-    """Listings the service indexed whose row is gone: a scan of "all"/"changed" deletes them."""
-    count, after = 0, 0
-    while page := await products.scan_orphan_ids(db, after=after, limit=PAGE_LISTINGS):
-        count, after = count + len(page), page[-1]
-    return count
 
 
 async def dry_run(db: DB, settings: Settings, job: Job, *, tpm: int = 0, rpm: int = 0) -> Estimate:

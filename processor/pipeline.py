@@ -248,5 +248,7 @@ class Pipeline:
         return report
 
     async def aclose(self) -> None:
-        """Close the connections :meth:`open` opened."""
+        """Close the connections :meth:`open` opened (after the breaker reports in flight)."""
+        if self.consumer.breakers is not None:
+            await self.consumer.breakers.aclose()
         await self.connections.aclose()

@@ -14,6 +14,7 @@ from litestar import Litestar
 from pydantic import SecretStr
 
 from finally_indexer.core.settings import Settings
+from finally_indexer.http import ratelimit
 from finally_indexer.http.app import AppDeps, create_app
 from finally_indexer.http.ratelimit import WINDOW_S, FailureLimiter
 
@@ -139,3 +140,15 @@ def test_the_dashboard_page_has_no_inline_script_or_style() -> None:
     assert not re.search(r"\son[a-z]+\s*=", html, flags=re.I)
     assert not re.search(r"<style\b|\sstyle\s*=", html, flags=re.I)
     assert "javascript:" not in html
+
+
+def test_the_limiter_forgets_the_client_idle_longest_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blocked client that keeps failing is not evicted before clients that went quiet."""
+    monkeypatch.setattr(ratelimit, "MAX_CLIENTS", 2)
+    limiter = FailureLimiter(2, clock=lambda: 0.0)
+    limiter.failed("guesser")
+    limiter.failed("quiet")
+    limiter.failed("guesser")  # blocked now, and its last failure is the newest
+    limiter.failed("newcomer")  # full: one of the two others is forgotten
+    assert limiter.retry_after("guesser") is not None
+    assert limiter.retry_after("quiet") is None
