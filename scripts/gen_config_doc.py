@@ -248,9 +248,14 @@ def _form(info: FieldInfo) -> str:
     if typing.get_origin(annotation) is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
     base = args[0] if args and typing.get_origin(annotation) is not typing.Literal else annotation
+    if typing.get_origin(base) is typing.Literal:  # an optional choice
+        return " \\| ".join(f"`{a}`" for a in typing.get_args(base))
     if isinstance(base, type) and issubclass(base, enum.Enum):
         return " \\| ".join(f"`{m.value}`" for m in base)
-    names: dict[object, str] = {int: "integer", str: "text", Path: "path", SecretStr: "secret"}
+    names: dict[object, str] = {
+        int: "integer", float: "number", bool: "`true` \\| `false`", str: "text", Path: "path",
+        SecretStr: "secret",
+    }  # fmt: skip
     name = names.get(base, str(base))
     bounds = [f"≥ {m.ge}" for m in info.metadata if isinstance(m, Ge)]
     bounds += [f"≤ {m.le}" for m in info.metadata if isinstance(m, Le)]
