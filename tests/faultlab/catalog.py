@@ -37,6 +37,9 @@ class FaultSpec:
     embedder: str = "hashing"  # "openai": the worker embeds through the fake embeddings server
     store_disk: bool = False  # the edge store gets a filesystem of its own (mount: root only)
     needs_minutes: bool = False  # the embedding client's 60 s request timeout: bench only
+    #: It acts at chosen moments of the sync: at a scale with ``pace_s`` the sync is paced so
+    #: that work is left at each of them (the offline embedder ends 400 listings in about a second).
+    paced: bool = False
 
 
 async def none(lab: Lab) -> None:
@@ -55,6 +58,8 @@ async def _at_random_moments(lab: Lab, count: int, act: Callable[[], object]) ->
         if not await lab.until_progress(share):
             break
         await asyncio.sleep(rng.uniform(0, 0.3))
+        if (await lab.progress())[2] in ("completed", "failed"):
+            break  # it would hit no work
         result = act()
         if asyncio.iscoroutine(result):
             await result
@@ -178,8 +183,12 @@ async def bad_payloads(lab: Lab) -> None:
 
 FAULTS: Final[dict[str, FaultSpec]] = {
     "none": FaultSpec(none, "no fault: the baseline of the same run"),
-    "sigkill": FaultSpec(sigkill, "the worker is killed with SIGKILL at random moments and restarted"),
-    "sigterm": FaultSpec(sigterm, "the worker is stopped with SIGTERM under load and restarted"),
+    "sigkill": FaultSpec(
+        sigkill, "the worker is killed with SIGKILL at random moments and restarted", paced=True
+    ),
+    "sigterm": FaultSpec(
+        sigterm, "the worker is stopped with SIGTERM under load and restarted", paced=True
+    ),
     "redis-restart": FaultSpec(redis_restart, "Redis is shut down (AOF flushed) and started again"),
     "redis-flushall": FaultSpec(redis_flushall, "Redis loses every key (FLUSHALL)"),
     "postgres-stop": FaultSpec(postgres_stop, "PostgreSQL is stopped, then started again"),
@@ -200,6 +209,8 @@ FAULTS: Final[dict[str, FaultSpec]] = {
 async def run(name: str, scale: Scale, folder: Path) -> Outcome:
     """Run the fault ``name`` of :data:`FAULTS` once on fresh servers in ``folder``."""
     spec = FAULTS[name]
+    paced = spec.paced and scale.pace_s > 0
     return await run_fault(
-        name, spec.inject, scale, folder, embedder=spec.embedder, store_disk=spec.store_disk
-    )
+        name, spec.inject, scale, folder, embedder="openai" if paced else spec.embedder,
+        latency=scale.pace_s if paced else 0.0, store_disk=spec.store_disk,
+    )  # fmt: skip

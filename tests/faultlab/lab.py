@@ -88,6 +88,10 @@ class Scale:
     max_deliveries: int = 5
     seed: int = 7
     converge_timeout_s: float = 1800.0
+    #: Seconds each embedding request takes in the runs of faults that act at chosen moments of
+    #: the sync (:attr:`~faultlab.catalog.FaultSpec.paced`); above 0 they embed through the fake
+    #: embeddings API with that latency, so a small sync still has work left at every moment.
+    pace_s: float = 0.0
 
     @property
     def settle_s(self) -> float:
@@ -99,7 +103,7 @@ class Scale:
 TEST_SCALE: Final = Scale(
     listings=400, kills=2, sigterms=1, postgres_stop_s=2.0, postgres_long_stop_s=10.0,
     embedding_outage_s=5.0, disk_full_s=5.0, bad_payloads=300, valid_jobs=10, batch_size=16,
-    reclaim_idle_ms=500, max_deliveries=3, converge_timeout_s=120.0,
+    reclaim_idle_ms=500, max_deliveries=3, converge_timeout_s=120.0, pace_s=0.4,
 )  # fmt: skip
 
 
@@ -207,10 +211,11 @@ async def run_fault(
     folder: Path,
     *,
     embedder: str = "hashing",
+    latency: float = 0.0,
     store_disk: bool = False,
 ) -> Outcome:
     """Run ``fault`` once on fresh servers in ``folder`` and prove the outcome (see the module)."""
-    async with _servers(folder) as (redis_server, postgres), _embeddings(embedder) as fake:
+    async with _servers(folder) as (redis_server, postgres), _embeddings(embedder, latency) as fake:
         qdrant = folder / "qdrant"
         async with _disk(qdrant, enabled=store_disk):
             settings = _settings(scale, redis_server.url, postgres.dsn, qdrant, fake)
@@ -379,11 +384,12 @@ async def _servers(folder: Path) -> AsyncIterator[tuple[RedisServer, PostgresSer
 
 
 @contextlib.asynccontextmanager
-async def _embeddings(embedder: str) -> AsyncIterator[FakeOpenAI | None]:
+async def _embeddings(embedder: str, latency: float) -> AsyncIterator[FakeOpenAI | None]:
     if embedder != "openai":
         yield None
         return
     async with FakeOpenAI() as fake:
+        fake.latency = latency
         yield fake
 
 
