@@ -186,9 +186,7 @@ FAULTS: Final[dict[str, FaultSpec]] = {
     "sigkill": FaultSpec(
         sigkill, "the worker is killed with SIGKILL at random moments and restarted", paced=True
     ),
-    "sigterm": FaultSpec(
-        sigterm, "the worker is stopped with SIGTERM under load and restarted", paced=True
-    ),
+    "sigterm": FaultSpec(sigterm, "the worker is stopped with SIGTERM under load and restarted", paced=True),
     "redis-restart": FaultSpec(redis_restart, "Redis is shut down (AOF flushed) and started again"),
     "redis-flushall": FaultSpec(redis_flushall, "Redis loses every key (FLUSHALL)"),
     "postgres-stop": FaultSpec(postgres_stop, "PostgreSQL is stopped, then started again"),
