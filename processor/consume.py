@@ -96,14 +96,17 @@ HEARTBEATS_PER_IDLE: Final = 3
 #: still pending *for this consumer*: an entry acked meanwhile, or taken over by another consumer
 #: after a missed heartbeat, is left alone instead of being pulled back.
 KEEP_CLAIMED_SCRIPT: Final = """
-local mine = {}
+local claim = {KEYS[1], ARGV[1], ARGV[2], 0}
 for i = 3, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
-  if #p > 0 then mine[#mine + 1] = ARGV[i] end
+  if #p > 0 then claim[#claim + 1] = ARGV[i] end
 end
-if #mine == 0 then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine), 'JUSTID')
-return #mine
+local mine = #claim - 4
+if mine == 0 then return 0 end
+claim[#claim + 1] = 'JUSTID'
+-- unpack() last: in the middle of an argument list Lua keeps only its first value
+redis.call('XCLAIM', unpack(claim))
+return mine
 """
 
 #: Process one entry on its n-th delivery; raise to leave it pending.
