@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -118,6 +119,28 @@ def test_check_config_prints_settings_with_secrets_masked(
     assert "OPENAI_API_KEY=**********" in out
     assert "sk-very-secret" not in out
     assert out.rstrip().endswith("configuration OK")
+
+
+def test_check_config_prints_no_hash_of_the_redis_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unsalted SHA-256 of a password can be brute-forced offline: it is printed only on request."""
+    password = "redis-very-secret"
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    monkeypatch.setenv("REDIS_PASSWORD", password)
+    assert main(["check-config"]) == 0
+    shown = capsys.readouterr()
+    assert digest not in shown.out + shown.err
+    assert password not in shown.out + shown.err
+    [line] = [x for x in shown.out.splitlines() if x.startswith("ACL SETUSER")]
+    assert " ><password> " in line  # to replace, as the comment above it says
+    assert "<password>" in shown.out.split("ACL SETUSER")[0]
+
+    assert main(["check-config", "--acl-password-hash"]) == 0
+    asked = capsys.readouterr()
+    assert f" #{digest} " in asked.out
+    assert "brute-forced" in asked.err  # the warning goes with it
+    assert password not in asked.out + asked.err
 
 
 def test_the_installed_command_exits_2_without_a_traceback() -> None:

@@ -53,9 +53,11 @@ async def acl_settings(settings: Settings, redis: Redis, test_uid: str) -> Async
     assert user is not None
     info: Any = await redis.info("server")
     major, minor = (int(part) for part in str(info["redis_version"]).split(".")[:2])
-    rules = acl_rules(restricted, server=(major, minor))
-    # the printed line carries the password's hash; the test logs in with the clear one
-    assert acl_setuser_line(restricted, server=(major, minor)) == " ".join(["ACL", "SETUSER", user, *rules])
+    # the line printed on request (--acl-password-hash) carries the password's hash; the test logs
+    # in with the clear one
+    rules = acl_rules(restricted, server=(major, minor), hashed_password=True)
+    line = acl_setuser_line(restricted, server=(major, minor), hashed_password=True)
+    assert line == " ".join(["ACL", "SETUSER", user, *rules])
     await redis.execute_command("ACL", "SETUSER", user, *rules)
     yield restricted
     await redis.execute_command("ACL", "DELUSER", user)
