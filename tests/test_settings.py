@@ -72,6 +72,22 @@ def test_urls_win_over_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().postgres_dsn() == "postgresql://u@elsewhere/x"
 
 
+def test_the_migrations_dsn_falls_back_from_its_url_to_its_user_to_the_services(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POSTGRES_HOST", "db")
+    monkeypatch.setenv("POSTGRES_SSLMODE", "verify-full")
+    service = "postgresql://postgres@db:5432/finally?sslmode=verify-full"
+    assert load_settings().migrate_dsn() == service  # one role for both
+    monkeypatch.setenv("POSTGRES_MIGRATE_USER", "owner")
+    assert load_settings().migrate_dsn() == "postgresql://owner@db:5432/finally?sslmode=verify-full"
+    monkeypatch.setenv("POSTGRES_MIGRATE_PASSWORD", "p@ss")
+    assert load_settings().migrate_dsn() == "postgresql://owner:p%40ss@db:5432/finally?sslmode=verify-full"
+    monkeypatch.setenv("MIGRATE_DATABASE_URL", "postgresql+asyncpg://m@elsewhere/x")
+    assert load_settings().migrate_dsn() == "postgresql://m@elsewhere/x?sslmode=verify-full"
+    assert load_settings().postgres_dsn() == service
+
+
 def test_secrets_never_appear_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> None:
     secrets = {
         "OPENAI_API_KEY": "sk-very-secret",
