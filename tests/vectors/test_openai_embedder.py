@@ -248,8 +248,9 @@ def test_factory_picks_the_embedder(fake_openai: FakeOpenAI) -> None:
         build_embedder(Settings(embedder=EmbedderKind.OPENAI, openai_api_key=None))
 
 
-async def test_the_limiter_grows_while_latency_limits_and_shrinks_on_429(
-    make: Make, fake_openai: FakeOpenAI
+@pytest.mark.parametrize("overload", [429, 503])
+async def test_the_limiter_grows_while_latency_limits_and_shrinks_on_overload(
+    make: Make, fake_openai: FakeOpenAI, overload: int
 ) -> None:
     embedder = make(concurrency=4)
     fake_openai.latency = 0.02
@@ -263,8 +264,8 @@ async def test_the_limiter_grows_while_latency_limits_and_shrinks_on_429(
     grown = embedder.concurrency
     assert grown > 1
     assert fake_openai.max_in_flight <= 4
-    fake_openai.fail_next(429, 1, retry_after_ms=1)
-    await embedder.embed(["하나"])
+    fake_openai.fail_next(overload, 1, retry_after_ms=1)
+    await embedder.embed(["하나"])  # retried: answered, and the limit halved (issue 10: 429/5xx)
     assert embedder.concurrency == max(1, grown // 2)
 
 
