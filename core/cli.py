@@ -39,7 +39,7 @@ from finally_indexer.processor.embedders.factory import budget_limits
 from finally_indexer.processor.enqueue import enqueue_job
 from finally_indexer.processor.estimate import Estimate, dry_run
 from finally_indexer.processor.pipeline import Connections
-from finally_indexer.processor.redis_acl import acl_setuser_line
+from finally_indexer.processor.redis_acl import PASSWORD_PLACEHOLDER, acl_setuser_line
 from finally_indexer.schemas.api import SyncRequest
 
 log = structlog.get_logger(__name__)
@@ -51,6 +51,11 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 #: Listings ``up`` seeds into an empty ``products`` table: the size of the real catalogue.
 DEMO_LISTINGS = 30_000
+#: Said (on stderr) when ``check-config --acl-password-hash`` prints the password's hash.
+_HASH_WARNING = (
+    "warning: the printed ACL line carries an unsalted SHA-256 of REDIS_PASSWORD; it can be brute-forced"
+    " offline: keep it out of logs, tickets and shared terminals\n"
+)
 
 
 def _say(text: str) -> None:
@@ -205,12 +210,19 @@ def audit_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def cmd_check_config(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
+async def cmd_check_config(settings: Settings, args: argparse.Namespace, _stop: asyncio.Event) -> None:
     """Print the effective settings (secrets masked); exit 2 when they are invalid."""
     for name, value in settings.model_dump().items():
         _say(f"{name.upper()}={'**********' if isinstance(value, SecretStr) and value else value}")
+    hashed = args.acl_password_hash and settings.redis_password is not None
     _say("# the Redis ACL user of least privilege (docs/operations.md, Hardening), Redis >= 7.2:")
-    _say(acl_setuser_line(settings))
+    if hashed:
+        sys.stderr.write(_HASH_WARNING)
+    else:
+        _say(
+            f"# replace {PASSWORD_PLACEHOLDER}: '>' and the password (redis-cli), or '#' and its SHA-256 (ACL file)"
+        )
+    _say(acl_setuser_line(settings, hashed_password=hashed))
     _say("configuration OK")
 
 
@@ -387,7 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit = add("audit", cmd_audit, "compare PostgreSQL with the collection (and repair drift)")
     audit.add_argument("--repair", action="store_true", help="queue the fixes as ordinary jobs")
     audit.add_argument("--check", action="store_true", help="exit with status 1 when drift is found")
-    add("check-config", cmd_check_config, "validate and print the settings")
+    check = add("check-config", cmd_check_config, "validate and print the settings")
+    check.add_argument(
+        "--acl-password-hash", action="store_true",
+        help="print the ACL line with the SHA-256 of REDIS_PASSWORD (unsalted: keep it out of logs)",
+    )  # fmt: skip
     return parser
 
 

@@ -265,30 +265,30 @@ class Settings(BaseSettings):
     # --- derived values ---------------------------------------------------------------------
     def postgres_dsn(self) -> str:
         """The PostgreSQL DSN: ``DATABASE_URL`` if set, else built from the ``POSTGRES_*`` parts."""
-        if self.database_url is not None:
-            dsn = self.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://")
-            return self._with_postgres_tls(dsn)
-        return self._with_postgres_tls(self._build_postgres_dsn(self.postgres_user, self.postgres_password))
+        return self._postgres_dsn(self.database_url, self.postgres_user, self.postgres_password)
 
     def migrate_dsn(self) -> str:
         """The migrations' DSN: ``MIGRATE_DATABASE_URL``, else ``POSTGRES_MIGRATE_USER`` on the
         ``POSTGRES_*`` host, else the service's own DSN (one role for both, as in development)."""
-        if self.migrate_database_url is not None:
-            dsn = self.migrate_database_url.get_secret_value().replace(
-                "postgresql+asyncpg://", "postgresql://"
-            )
-            return self._with_postgres_tls(dsn)
-        if self.postgres_migrate_user is not None:
-            password = self.postgres_migrate_password or SecretStr("")
-            return self._with_postgres_tls(self._build_postgres_dsn(self.postgres_migrate_user, password))
-        return self.postgres_dsn()
+        if self.migrate_database_url is None and self.postgres_migrate_user is None:
+            return self.postgres_dsn()
+        return self._postgres_dsn(
+            self.migrate_database_url,
+            self.postgres_migrate_user or "",
+            self.postgres_migrate_password or SecretStr(""),
+        )
 
-    def _build_postgres_dsn(self, user: str, secret: SecretStr) -> str:
-        password = secret.get_secret_value()
-        auth = quote(user, safe="")
-        if password:
-            auth += ":" + quote(password, safe="")
-        return f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+    def _postgres_dsn(self, url: SecretStr | None, user: str, secret: SecretStr) -> str:
+        """``url`` (asyncpg's scheme made libpq's) if set, else ``user`` and ``secret`` on the
+        ``POSTGRES_*`` host; with the TLS settings either way."""
+        if url is not None:
+            dsn = url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://")
+        else:
+            auth = quote(user, safe="")
+            if password := secret.get_secret_value():
+                auth += ":" + quote(password, safe="")
+            dsn = f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+        return self._with_postgres_tls(dsn)
 
     def _with_postgres_tls(self, dsn: str) -> str:
         """``dsn`` with the ``POSTGRES_SSL*`` settings as query parameters (libpq, psycopg and

@@ -12,10 +12,10 @@ test runs :func:`grant_statements` for its own: the documented statements are th
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final
 
+from finally_indexer.db.pool import is_plain_identifier
 from finally_indexer.db.products import LISTING_COLUMNS
 
 __all__ = ["LISTING_COLUMNS", "GrantPlan", "grant_script", "grant_statements"]
@@ -23,12 +23,10 @@ __all__ = ["LISTING_COLUMNS", "GrantPlan", "grant_script", "grant_statements"]
 #: The one column of ``products`` the service writes.
 WRITTEN_COLUMN: Final = "is_conversion"
 
-_IDENT: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
 
 def _quoted(name: str, what: str) -> str:
     """``name`` as a quoted identifier, after checking it is a plain lower-case one."""
-    if not _IDENT.fullmatch(name) or name.startswith("pg_"):
+    if not is_plain_identifier(name):
         raise ValueError(f"{what} {name!r}: expected a lower-case identifier ([a-z_][a-z0-9_]*)")
     return f'"{name}"'
 

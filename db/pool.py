@@ -31,6 +31,7 @@ __all__ = [
     "PING_TIMEOUT_S",
     "BoundedPool",
     "create_pool",
+    "is_plain_identifier",
     "ping",
     "quote_schema",
     "resolve_schema",
@@ -49,8 +50,8 @@ CONNECT_TIMEOUT_S: Final = 10.0
 PING_TIMEOUT_S: Final = 5.0
 
 #: Unquoted PostgreSQL identifiers: lower case so that quoted and unquoted uses name the same
-#: schema; 63 bytes is PostgreSQL's NAMEDATALEN - 1.
-_SCHEMA_RE: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: schema (or role); 63 bytes is PostgreSQL's NAMEDATALEN - 1.
+_IDENTIFIER_RE: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 _UNREACHABLE: Final = (
     OSError,
@@ -61,9 +62,14 @@ _UNREACHABLE: Final = (
 )
 
 
+def is_plain_identifier(name: str) -> bool:
+    """``name`` is a lower-case PostgreSQL identifier of at most 63 bytes, not a ``pg_`` name."""
+    return bool(_IDENTIFIER_RE.fullmatch(name)) and not name.startswith("pg_")
+
+
 def validate_schema(schema: str) -> str:
     """Return ``schema`` if it is a safe lower-case identifier, else raise ``ConfigurationError``."""
-    if not _SCHEMA_RE.fullmatch(schema) or schema.startswith("pg_"):
+    if not is_plain_identifier(schema):
         raise ConfigurationError(
             f"POSTGRES_SCHEMA={schema!r}: expected a lower-case identifier "
             "([a-z_][a-z0-9_]*, at most 63 characters, not starting with 'pg_')"

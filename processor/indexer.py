@@ -146,8 +146,9 @@ class Indexer:
             outcome = await self._delete(batch)
         else:
             outcome = await self._sync(batch)
-        counted = await self._commit(entry, batch, outcome, deliveries)
-        await self._report(batch, outcome, counted=counted)
+        usage = self._usage_of(outcome)  # priced once: the job's row and the metrics agree
+        counted = await self._commit(entry, batch, outcome, usage, deliveries)
+        await self._report(batch, outcome, accounted=usage if counted else None)
 
     async def _delete(self, batch: BatchMessage) -> _Outcome:
         """Tombstone and remove the listings, except those whose row is newer than the delete."""
@@ -267,7 +268,7 @@ class Indexer:
         )
 
     async def _commit(
-        self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, deliveries: int
+        self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, usage: BatchUsage, deliveries: int
     ) -> bool:
         """Every PostgreSQL effect of the batch, its completion, its usage and its events, in one
         transaction; True when this delivery completed the batch (False: it had been before).
@@ -294,7 +295,7 @@ class Indexer:
             job_status = None
             counted = await jobs.complete_batch(
                 conn, batch.job_id, batch.seq, outcome.counts(), deliveries=deliveries,
-                usage=self._usage_of(outcome),
+                usage=usage,
             )  # fmt: skip
             if counted:
                 job_status = await jobs.finish_job_if_done(conn, batch.job_id)
@@ -310,12 +311,13 @@ class Indexer:
     def _state_of(self, x: _Listing) -> IndexedListing:
         return IndexedListing(x.product_id, x.hash, x.updated_at, x.version, self._embedder.model)
 
-    async def _report(self, batch: BatchMessage, outcome: _Outcome, *, counted: bool) -> None:
-        """After the commit: relay the outbox (the batch's events, with whatever else waits there)."""
+    async def _report(self, batch: BatchMessage, outcome: _Outcome, *, accounted: BatchUsage | None) -> None:
+        """After the commit: relay the outbox (the batch's events, with whatever else waits there);
+        ``accounted``: the usage this delivery added to the job (None: an earlier one had)."""
         await relay_soon(self._pool, self._events)
         _count(outcome)
-        if counted:
-            self._count_usage(outcome.usage)
+        if accounted is not None:
+            _count_usage(accounted)
         if batch.received_ms:
             END_TO_END_SECONDS.observe(max(0.0, time.time() - batch.received_ms / 1000))
         # DEBUG: one line per batch is hundreds per sync; jobs and the console show the progress.
@@ -324,13 +326,13 @@ class Indexer:
             **_as_dict(outcome.counts()),
         )  # fmt: skip
 
-    def _count_usage(self, usage: Usage) -> None:
-        """The usage accounted to jobs, per model (each batch once, at the configured price)."""
-        if usage.requests:
-            model = self._embedder.model
-            ACCOUNTED_TOKENS.labels(model=model).inc(usage.tokens)
-            ACCOUNTED_REQUESTS.labels(model=model).inc(usage.requests)
-            ACCOUNTED_COST.labels(model=model).inc(usd(usage.tokens, self._price))
+
+def _count_usage(usage: BatchUsage) -> None:
+    """The usage accounted to jobs, per model (each batch once, at the configured price)."""
+    if usage.model is not None:  # named only when a request was made
+        ACCOUNTED_TOKENS.labels(model=usage.model).inc(usage.tokens)
+        ACCOUNTED_REQUESTS.labels(model=usage.model).inc(usage.requests)
+        ACCOUNTED_COST.labels(model=usage.model).inc(usage.usd)
 
 
 def _events_of(batch: BatchMessage, outcome: _Outcome, job_status: str | None) -> list[Event]:

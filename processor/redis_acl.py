@@ -1,7 +1,7 @@
 """The Redis ACL of the service: the keys it names and the commands it sends, from the settings.
 
 ``finally-indexer check-config`` prints :func:`acl_setuser_line` for ops to paste into
-``redis-cli``; the ACL test creates its user from :func:`acl_rules`, runs the pipeline as that
+``redis-cli`` (the password as a placeholder unless ``--acl-password-hash`` asks for its hash); the ACL test creates its user from :func:`acl_rules`, runs the pipeline as that
 user and checks that Redis logged no refusal. A new kind of key is one more function in
 :data:`KEY_SOURCES`; a new command is one more entry in :data:`COMMANDS`.
 """
@@ -23,14 +23,20 @@ __all__ = [
     "COMMANDS",
     "DEFAULT_ACL_USER",
     "KEY_SOURCES",
+    "PASSWORD_PLACEHOLDER",
     "acl_rules",
     "acl_setuser_line",
     "exact",
     "key_patterns",
+    "password_rule",
 ]
 
 #: The user name when ``REDIS_USERNAME`` is not set.
 DEFAULT_ACL_USER: Final = "finally-indexer"
+
+#: The password part of a printed line, for ops to replace: ``>`` then the clear password (or
+#: ``#`` then its SHA-256). Not a password: Redis would take it as one, so the line says so.
+PASSWORD_PLACEHOLDER: Final = "><password>"  # noqa: S105
 
 #: Every command the bridge, the workers, the API and the CLI send (Lua scripts included: Redis
 #: checks the commands a script calls, and the keys it declares, against the ACL).
@@ -104,26 +110,38 @@ def key_patterns(settings: Settings) -> list[str]:
     return list(dict.fromkeys(pattern for source in KEY_SOURCES for pattern in source(settings)))
 
 
-def acl_rules(settings: Settings, *, server: tuple[int, int] = SETINFO_SINCE) -> list[str]:
+def password_rule(settings: Settings, *, hashed: bool = False) -> str:
+    """The password part of the rules: ``#<sha256>`` of ``REDIS_PASSWORD`` when ``hashed`` (and it
+    is set), else :data:`PASSWORD_PLACEHOLDER`.
+
+    The hash is unsalted: anyone who reads it can try guesses offline at GPU speed, so it is only
+    made on request and never by default (a printed line ends up in terminals, CI logs, tickets).
+    """
+    if not hashed or settings.redis_password is None:
+        return PASSWORD_PLACEHOLDER
+    return "#" + hashlib.sha256(settings.redis_password.get_secret_value().encode()).hexdigest()
+
+
+def acl_rules(
+    settings: Settings, *, server: tuple[int, int] = SETINFO_SINCE, hashed_password: bool = False
+) -> list[str]:
     """The arguments of ``ACL SETUSER <user>``: reset, on, the password, the keys, the commands.
 
-    ``server`` is the Redis version (major, minor) the rules are for (default: 7.2 or later). The
-    password is given as its SHA-256 (``#<hex>``, the form ``ACL LIST`` shows) so the line can be
-    printed without the secret; unset, a placeholder to replace.
+    ``server`` is the Redis version (major, minor) the rules are for (default: 7.2 or later); the
+    password part is :func:`password_rule`'s.
     """
-    if settings.redis_password is not None:
-        digest = hashlib.sha256(settings.redis_password.get_secret_value().encode()).hexdigest()
-        password = f"#{digest}"
-    else:
-        password = ">REPLACE-WITH-A-PASSWORD"  # noqa: S105 - a placeholder, not a password
     keys = [f"~{pattern}" for pattern in key_patterns(settings)]
     commands = [f"+{command}" for command in COMMANDS]
     if server >= SETINFO_SINCE:
         commands.append("+client|setinfo")
+    password = password_rule(settings, hashed=hashed_password)
     return ["reset", "on", password, "resetchannels", *keys, "-@all", *commands]
 
 
-def acl_setuser_line(settings: Settings, *, server: tuple[int, int] = SETINFO_SINCE) -> str:
+def acl_setuser_line(
+    settings: Settings, *, server: tuple[int, int] = SETINFO_SINCE, hashed_password: bool = False
+) -> str:
     """``ACL SETUSER`` for the service's user, one line, to paste into ``redis-cli``."""
     user = settings.redis_username or DEFAULT_ACL_USER
-    return " ".join(["ACL", "SETUSER", user, *acl_rules(settings, server=server)])
+    rules = acl_rules(settings, server=server, hashed_password=hashed_password)
+    return " ".join(["ACL", "SETUSER", user, *rules])

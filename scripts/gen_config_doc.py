@@ -4,7 +4,8 @@
     python scripts/gen_config_doc.py --check   # exit 1 if either is out of date (run by the tests)
 
 Names, defaults, types and bounds come from ``Settings`` itself; the one-line meanings live in
-``MEANINGS`` below, and a setting without one is an error, so a new setting cannot go undocumented.
+``MEANINGS`` below (those of the ``*_FILE`` settings follow from ``SECRET_FIELDS``), and a setting
+without one is an error, so a new setting cannot go undocumented.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from annotated_types import Ge, Le
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from finally_indexer.core.settings import Settings
+from finally_indexer.core.settings import SECRET_FIELDS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "configuration.md"
@@ -61,11 +62,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "redis_username", "redis_tls", "redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile",
         "read_api_key", "auth_failures_per_minute",
     ),
-    "Secrets from files": (
-        "postgres_password_file", "database_url_file", "migrate_database_url_file",
-        "postgres_migrate_password_file", "redis_password_file", "redis_url_file",
-        "qdrant_api_key_file", "openai_api_key_file", "api_key_file", "read_api_key_file",
-    ),
+    "Secrets from files": tuple(f"{name}_file" for name in SECRET_FIELDS),
 }  # fmt: skip
 
 MEANINGS: dict[str, str] = {
@@ -205,16 +202,6 @@ MEANINGS: dict[str, str] = {
         " require (`X-API-Key`; `API_KEY` works there too); unset = open. At least 16 characters (secret)."
     ),
     "auth_failures_per_minute": "Failed authentications a client may make per minute; more get 429.",
-    "postgres_password_file": "File holding `POSTGRES_PASSWORD` (Docker secrets); setting both is an error.",
-    "database_url_file": "File holding `DATABASE_URL`.",
-    "migrate_database_url_file": "File holding `MIGRATE_DATABASE_URL`.",
-    "postgres_migrate_password_file": "File holding `POSTGRES_MIGRATE_PASSWORD`.",
-    "redis_password_file": "File holding `REDIS_PASSWORD`.",
-    "redis_url_file": "File holding `REDIS_URL`.",
-    "qdrant_api_key_file": "File holding `QDRANT_API_KEY`.",
-    "openai_api_key_file": "File holding `OPENAI_API_KEY`.",
-    "api_key_file": "File holding `API_KEY`.",
-    "read_api_key_file": "File holding `READ_API_KEY`.",
     "log_format": "`console` (people), `json` (log shippers), or `auto`: `console` on a terminal, `json` otherwise.",
     "embedding_prices": (
         "US dollars per 1M input tokens, per model, as a JSON object (replaces the whole table); a model"
@@ -224,6 +211,13 @@ MEANINGS: dict[str, str] = {
         "The live progress display of `up` and `worker`: `auto` shows it when stdout is a terminal and"
         " logs are not JSON; `on`, `off`."
     ),
+}
+
+
+# Every secret can come from a file (``<NAME>_FILE``, Docker secrets): one meaning says it for all.
+MEANINGS |= {
+    f"{name}_file": f"File holding `{name.upper()}` (Docker secrets); setting both is an error."
+    for name in SECRET_FIELDS
 }
 
 

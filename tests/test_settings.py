@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -71,6 +72,22 @@ def test_urls_win_over_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().postgres_dsn() == "postgresql://u@elsewhere/x"
 
 
+def test_the_migrations_dsn_falls_back_from_its_url_to_its_user_to_the_services(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POSTGRES_HOST", "db")
+    monkeypatch.setenv("POSTGRES_SSLMODE", "verify-full")
+    service = "postgresql://postgres@db:5432/finally?sslmode=verify-full"
+    assert load_settings().migrate_dsn() == service  # one role for both
+    monkeypatch.setenv("POSTGRES_MIGRATE_USER", "owner")
+    assert load_settings().migrate_dsn() == "postgresql://owner@db:5432/finally?sslmode=verify-full"
+    monkeypatch.setenv("POSTGRES_MIGRATE_PASSWORD", "p@ss")
+    assert load_settings().migrate_dsn() == "postgresql://owner:p%40ss@db:5432/finally?sslmode=verify-full"
+    monkeypatch.setenv("MIGRATE_DATABASE_URL", "postgresql+asyncpg://m@elsewhere/x")
+    assert load_settings().migrate_dsn() == "postgresql://m@elsewhere/x?sslmode=verify-full"
+    assert load_settings().postgres_dsn() == service
+
+
 def test_secrets_never_appear_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> None:
     secrets = {
         "OPENAI_API_KEY": "sk-very-secret",
@@ -118,6 +135,28 @@ def test_check_config_prints_settings_with_secrets_masked(
     assert "OPENAI_API_KEY=**********" in out
     assert "sk-very-secret" not in out
     assert out.rstrip().endswith("configuration OK")
+
+
+def test_check_config_prints_no_hash_of_the_redis_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unsalted SHA-256 of a password can be brute-forced offline: it is printed only on request."""
+    password = "redis-very-secret"
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    monkeypatch.setenv("REDIS_PASSWORD", password)
+    assert main(["check-config"]) == 0
+    shown = capsys.readouterr()
+    assert digest not in shown.out + shown.err
+    assert password not in shown.out + shown.err
+    [line] = [x for x in shown.out.splitlines() if x.startswith("ACL SETUSER")]
+    assert " ><password> " in line  # to replace, as the comment above it says
+    assert "<password>" in shown.out.split("ACL SETUSER")[0]
+
+    assert main(["check-config", "--acl-password-hash"]) == 0
+    asked = capsys.readouterr()
+    assert f" #{digest} " in asked.out
+    assert "brute-forced" in asked.err  # the warning goes with it
+    assert password not in asked.out + asked.err
 
 
 def test_the_installed_command_exits_2_without_a_traceback() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
 from dataclasses import dataclass
 
 from finally_indexer.core import metrics
@@ -49,11 +48,10 @@ class Slot:
 class AdaptiveLimiter:
     """Requests in flight in this process, between 1 and ``maximum``; starts at ``initial``."""
 
-    def __init__(self, *, maximum: int, initial: int = 1, decrease: float = 0.5) -> None:
+    def __init__(self, *, maximum: int, initial: int = 1) -> None:
         self.maximum = maximum
         self.limit = max(1, min(initial, maximum))
         self.in_flight = 0
-        self._decrease = decrease
         self.slow_start = True
         self._changed = asyncio.Condition()
         self._publish()
@@ -67,7 +65,7 @@ class AdaptiveLimiter:
         """Apply one finished request to the limit (the AIMD rule); the new limit."""
         if slot.outcome is Outcome.OVERLOAD:
             self.slow_start = False
-            self.limit = max(1, math.floor(self.limit * self._decrease))
+            self.limit = max(1, self.limit // 2)
         elif slot.outcome is Outcome.OK and slot.held:
             self.slow_start = False  # the budget binds: more slots would only wait
         elif slot.outcome is Outcome.OK and slot.saturated:

@@ -10,15 +10,15 @@ test_http_auth_app.py (``test_lifespan_opens_and_closes_its_own_connections``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from app_client import serve_in_loop
 from litestar import Litestar
 from pydantic import SecretStr
 
@@ -42,14 +42,6 @@ async def deps(pool: asyncpg.Pool[Any], redis: aioredis.Redis, settings: Setting
 @pytest.fixture
 def app(settings: Settings, deps: AppDeps) -> Litestar:
     return create_app(settings, deps=deps)
-
-
-@asynccontextmanager
-async def serve_in_loop(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client talking to the app in this loop."""
-    transport = httpx.ASGITransport(app=cast("Any", app))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
 
 
 @pytest.fixture

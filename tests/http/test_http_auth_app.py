@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from app_client import serve_in_loop
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pydantic import SecretStr
@@ -62,8 +63,7 @@ async def test_without_a_configured_key_only_loopback_clients_may_mutate(
     app: Litestar, host: str, status: int
 ) -> None:
     """A deployment that forgot API_KEY is not left open: remote clients are refused (ASGI scope only)."""
-    transport = httpx.ASGITransport(app=app, client=(host, 40000))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as remote:
+    async with serve_in_loop(app, client=(host, 40000)) as remote:
         res = await remote.post("/sync", json={})
         assert res.status_code == status, res.text
         assert (await remote.get("/status")).status_code == 200  # reads stay open

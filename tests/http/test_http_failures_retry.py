@@ -6,11 +6,12 @@ import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
+from app_client import serve_in_loop
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.db.pool import create_pool
@@ -202,8 +203,7 @@ async def test_concurrent_retries_all_complete_on_a_pool_of_two(
             await _fail(small, "update", pid, reason)
     app = create_app(settings, deps=AppDeps(pool=small, redis=redis, store=deps.store))
     try:
-        transport = httpx.ASGITransport(app=cast("Any", app))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with serve_in_loop(app) as client:
             calls = (client.post("/retry", json={"reason": reason}) for reason in reasons)
             responses = await asyncio.wait_for(asyncio.gather(*calls), 30)
 

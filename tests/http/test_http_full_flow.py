@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 import redis.asyncio as aioredis
+from app_client import serve_in_loop
 
 from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
@@ -44,9 +44,8 @@ async def test_sync_all_is_accepted_at_once_and_followed_to_completion(
     app = create_app(settings, deps=AppDeps(pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store))
     stop = asyncio.Event()
     worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
-    transport = httpx.ASGITransport(app=cast("Any", app))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with serve_in_loop(app) as client:
             res = await client.post("/sync", json={"product_ids": "all", "scope": "all"})
             assert res.status_code == 202
             job_url = res.headers["location"]

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from app_client import serve_in_loop
 from pydantic import SecretStr
 
 from finally_indexer.core.settings import Settings, VectorStoreKind
 from finally_indexer.db.pool import create_pool
+from finally_indexer.devenv._process import free_port
 from finally_indexer.devenv.postgres import PostgresServer
 from finally_indexer.devenv.redis import RedisServer
 from finally_indexer.http.app import AppDeps, create_app
@@ -28,15 +29,8 @@ from finally_indexer.processor.stores.factory import build_vector_store
 SERVERS = Path(__file__).resolve().parents[2] / "var" / "test-servers"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _health(deps: AppDeps, settings: Settings) -> httpx.Response:
-    transport = httpx.ASGITransport(app=cast("Any", create_app(settings, deps=deps)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+    async with serve_in_loop(create_app(settings, deps=deps)) as c:
         return await c.get("/health")
 
 
@@ -78,9 +72,8 @@ async def test_missing_consumer_groups_are_503_degraded_naming_them(
 async def test_liveness_calls_no_dependency(
     settings: Settings, pool: asyncpg.Pool[Any], deps: AppDeps
 ) -> None:
-    dead = AppDeps(pool=pool, redis=aioredis.Redis(port=_closed_port()), store=deps.store)
-    transport = httpx.ASGITransport(app=cast("Any", create_app(settings, deps=dead)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+    dead = AppDeps(pool=pool, redis=aioredis.Redis(port=free_port()), store=deps.store)
+    async with serve_in_loop(create_app(settings, deps=dead)) as c:
         res = await c.get("/health/live")
     await dead.redis.aclose()
     assert res.json() == {"status": "alive"}
@@ -89,7 +82,7 @@ async def test_liveness_calls_no_dependency(
 async def test_redis_on_a_closed_port_is_503_naming_redis(settings: Settings, deps: AppDeps) -> None:
     dead = AppDeps(
         pool=deps.pool,
-        redis=redis_client(settings.model_copy(update={"redis_url": None, "redis_port": _closed_port()})),
+        redis=redis_client(settings.model_copy(update={"redis_url": None, "redis_port": free_port()})),
         store=deps.store,
     )
     res = await _health(dead, settings)
@@ -171,7 +164,7 @@ async def test_postgres_stopped_then_restarted(settings: Settings, deps: AppDeps
 
 async def test_qdrant_server_on_a_closed_port_is_503_naming_qdrant(settings: Settings, deps: AppDeps) -> None:
     dead_qdrant = settings.model_copy(
-        update={"vector_store": VectorStoreKind.SERVER, "qdrant_url": f"http://127.0.0.1:{_closed_port()}"}
+        update={"vector_store": VectorStoreKind.SERVER, "qdrant_url": f"http://127.0.0.1:{free_port()}"}
     )
     store = build_vector_store(dead_qdrant)
     try:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
 
 from finally_indexer.core.settings import Settings
+from finally_indexer.devenv._process import free_port
 from finally_indexer.http.server import start_metrics_server
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_port_zero_disables_it(settings: Settings) -> None:
@@ -23,7 +16,7 @@ async def test_port_zero_disables_it(settings: Settings) -> None:
 
 @pytest.mark.parametrize("with_db", [True, False])
 async def test_serves_metrics_and_liveness_until_closed(settings: Settings, with_db: bool) -> None:
-    port = _free_port()
+    port = free_port()
     server = await start_metrics_server(settings.model_copy(update={"metrics_port": port}), with_db=with_db)
     assert server is not None
     try:

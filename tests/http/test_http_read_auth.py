@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, cast
 
 import httpx
 import pytest
+from app_client import serve_in_loop
 from litestar import Litestar
 from pydantic import SecretStr
 
@@ -37,9 +38,8 @@ def read_keyed_app(settings: Settings, deps: AppDeps) -> Litestar:
     return create_app(keyed, deps=deps)
 
 
-def _client(app: Litestar, host: str = "10.0.0.1") -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=cast("Any", app), client=(host, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+def _client(app: Litestar, host: str = "10.0.0.1") -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return serve_in_loop(app, client=(host, 40000))
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
+
+from finally_indexer.devenv._process import free_port
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -19,12 +20,6 @@ pytestmark = [
     pytest.mark.prometheus,
     pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -40,7 +35,7 @@ async def prometheus(live_url: str, tmp_path: Path) -> AsyncIterator[str]:
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         PROMETHEUS or "prometheus",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg
@@ -14,6 +15,8 @@ from redis.asyncio import Redis
 from finally_indexer.core.errors import TransientError
 from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
+from finally_indexer.core.streams import StreamEntry
+from finally_indexer.processor.consume import read_new
 from finally_indexer.processor.embedding import (
     Embedder,
     EmbeddingLimits,
@@ -154,12 +157,31 @@ async def pending_counts(redis: Redis, settings: Settings) -> tuple[int, int]:
     return jobs["pending"], batches["pending"]
 
 
-async def run_until_converged(pipeline: Pipeline, settings: Settings, *, timeout_s: float = 20.0) -> None:
-    """Run a worker and the bridge until every job completed, the collection matches the table and
-    nothing is pending; then stop both."""
+@asynccontextmanager
+async def running(pipeline: Pipeline) -> AsyncIterator[asyncio.Task[None]]:
+    """A worker and the bridge loop run for the block (the worker's task is yielded); both are
+    stopped, and awaited, at its end."""
     stop = asyncio.Event()
     worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
     bridge = asyncio.create_task(pipeline.bridge.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.gather(worker, bridge)
+
+
+async def run_until(
+    pipeline: Pipeline, check: Callable[[], Awaitable[bool]], *, timeout_s: float = 20.0
+) -> None:
+    """Run a worker and the bridge until ``check`` is true (fail after ``timeout_s``); then stop both."""
+    async with running(pipeline):
+        await wait_until(check, timeout_s=timeout_s)
+
+
+async def run_until_converged(pipeline: Pipeline, settings: Settings, *, timeout_s: float = 20.0) -> None:
+    """Run a worker and the bridge until every job completed, the collection matches the table and
+    nothing is pending; then stop both."""
 
     async def converged() -> bool:
         done = await pipeline.pool.fetchval("SELECT count(*) = 0 FROM index_jobs WHERE status <> 'completed'")
@@ -168,8 +190,13 @@ async def run_until_converged(pipeline: Pipeline, settings: Settings, *, timeout
         )
         return bool(done) and same and await pending_counts(pipeline.redis, settings) == (0, 0)
 
-    try:
-        await wait_until(converged, timeout_s=timeout_s)
-    finally:
-        stop.set()
-        await asyncio.gather(worker, bridge)
+    await run_until(pipeline, converged, timeout_s=timeout_s)
+
+
+async def planned_batches(pipeline: Pipeline) -> list[StreamEntry]:
+    """Bridge and plan the queued jobs, then deliver their batch entries to the pipeline's consumer
+    (first delivery; not handled yet)."""
+    await pipeline.bridge.drain()
+    jobs = pipeline.planner_lane
+    await pipeline.consumer.consume(jobs, await read_new(pipeline.redis, jobs.pair, "c", count=10))
+    return await read_new(pipeline.redis, pipeline.indexer_lane.pair, pipeline.consumer.name, count=10)

@@ -1,13 +1,13 @@
-"""The bridge: FIFO order, an atomic move (nothing lost or doubled), and the LPUSH → stream latency."""
+"""The bridge: FIFO order, an atomic move (nothing lost or doubled), and hand-over while it idles."""
 
 from __future__ import annotations
 
 import asyncio
-import statistics
+import functools
 import time
 
 import pytest
-from pipeline.helpers import entries
+from pipeline.helpers import entries, wait_until
 from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
@@ -27,13 +27,15 @@ def _bridge(redis: Redis, settings: Settings, batch: int = 100) -> Bridge:
 async def test_fifo_and_fields(redis: Redis, settings: Settings) -> None:
     for i in range(250):
         await redis.lpush(settings.legacy_list, f"job-{i}")
+    before_ms = time.time() * 1000
     assert await _bridge(redis, settings).drain() == 250
+    after_ms = time.time() * 1000
     found = await entries(redis, settings.jobs_stream)
     assert [f[b"payload"] for _, f in found] == [f"job-{i}".encode() for i in range(250)]
     fields = found[0][1]
     assert fields[b"source"] == b"legacy"
     assert fields[b"v"] == b"1"
-    assert abs(int(fields[b"received_ms"]) - time.time() * 1000) < 60_000
+    assert int(before_ms) <= int(fields[b"received_ms"]) <= after_ms  # stamped at the move, in ms
     assert await redis.llen(settings.legacy_list) == 0
 
 
@@ -53,21 +55,22 @@ async def test_wake_up_does_not_take_the_job(redis: Redis, settings: Settings) -
     assert await redis.lrange(settings.legacy_list, 0, -1) == [b"b", b"a"]
 
 
-async def test_latency_lpush_to_stream(redis: Redis, settings: Settings) -> None:
-    """Reports p50/p99 of LPUSH → visible in the stream while the bridge idles on BLMOVE."""
+async def test_idle_bridge_hands_over_each_job_as_it_comes(redis: Redis, settings: Settings) -> None:
+    """While the bridge waits on BLMOVE, each job pushed one at a time reaches the stream, in order,
+    and leaves the list. (Its latency is a speed figure: ``bench/pipeline.py`` prints it.)"""
     stop = asyncio.Event()
     runner = asyncio.create_task(_bridge(redis, settings).run(stop))
-    latencies = []
-    for i in range(200):
-        started = time.perf_counter()
-        await redis.lpush(settings.legacy_list, f"job-{i}")
-        while await redis.xlen(settings.jobs_stream) <= i:
-            pass
-        latencies.append(time.perf_counter() - started)
-    stop.set()
-    await runner
-    p99 = statistics.quantiles(latencies, n=100)[98]
-    print(
-        f"\nbridge latency: p50={statistics.median(latencies) * 1000:.2f} ms p99={p99 * 1000:.2f} ms (n=200)"
-    )
-    assert p99 < 2.0  # sanity only; the target (< 100 ms) is reported, not asserted
+    try:
+        for i in range(50):
+            await redis.lpush(settings.legacy_list, f"job-{i}")
+            await wait_until(functools.partial(_stream_holds, redis, settings, i + 1))
+    finally:
+        stop.set()
+        await runner
+    payloads = [f[b"payload"] for _, f in await entries(redis, settings.jobs_stream)]
+    assert payloads == [f"job-{i}".encode() for i in range(50)]
+    assert await redis.llen(settings.legacy_list) == 0
+
+
+async def _stream_holds(redis: Redis, settings: Settings, count: int) -> bool:
+    return bool(await redis.xlen(settings.jobs_stream) >= count)

@@ -16,7 +16,8 @@ from typing import Any, cast
 import asyncpg
 import httpx
 import pytest
-from pipeline.helpers import HookedEmbedder, add_listings, assert_converged, push, wait_until
+from app_client import serve_in_loop
+from pipeline.helpers import HookedEmbedder, add_listings, assert_converged, push, running, wait_until
 from pipeline.test_crash import _start, _wait_line
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -53,8 +54,7 @@ async def _all_completed(pool: asyncpg.Pool[Any], jobs: int) -> bool:
 
 
 async def _health(settings: Settings, deps: AppDeps) -> httpx.Response:
-    transport = httpx.ASGITransport(app=cast("Any", create_app(settings, deps=deps)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+    async with serve_in_loop(create_app(settings, deps=deps)) as c:
         return await c.get("/health")
 
 
@@ -74,10 +74,7 @@ async def test_flushall_mid_run_recreates_groups_and_finishes_running_and_new_jo
     )
     await add_listings(pool, 1, 40)  # five batches of eight
     await push(redis, settings, {"operation": "sync", "product_ids": "all"})
-    stop = asyncio.Event()
-    worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
-    bridge = asyncio.create_task(pipeline.bridge.run(stop))
-    try:
+    async with running(pipeline) as worker:
         await asyncio.wait_for(entered.wait(), 20)
         assert await pool.fetchval("SELECT status FROM index_jobs") == "running"
         await redis.flushall()  # the batch entries of the running job are gone, and both groups
@@ -88,9 +85,6 @@ async def test_flushall_mid_run_recreates_groups_and_finishes_running_and_new_jo
         assert not worker.done()
         deps = AppDeps(pool=pool, redis=redis, store=store)
         assert (await _health(settings, deps)).status_code == 200
-    finally:
-        stop.set()
-        await asyncio.gather(worker, bridge)
     await assert_converged(pool, store, settings)
     # every listing counted once, however often its batch was published
     assert await pool.fetchval("SELECT sum(indexed + skipped) FROM index_job_batches") == 48

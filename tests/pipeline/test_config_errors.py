@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import pytest
-from pipeline.helpers import HookedEmbedder, OpenPipeline, add_listings, assert_converged, push, wait_until
+from pipeline.helpers import (
+    HookedEmbedder,
+    OpenPipeline,
+    add_listings,
+    assert_converged,
+    push,
+    running,
+    wait_until,
+)
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from finally_indexer.core.errors import ConfigurationError
 from finally_indexer.core.metrics import REGISTRY
-from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.vectorstore import VectorStore
@@ -95,10 +101,7 @@ async def test_worker_keeps_misconfigured_batch_pending_from_first_delivery(
     settings = pipeline.settings
     await add_listings(pool, 1, 3)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3]})
-    stop = asyncio.Event()
-    worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
-    bridge = asyncio.create_task(pipeline.bridge.run(stop))
-    try:
+    async with running(pipeline):
 
         async def retried() -> bool:
             return len(hooked.calls) >= 3
@@ -111,9 +114,6 @@ async def test_worker_keeps_misconfigured_batch_pending_from_first_delivery(
             return bool(await pool.fetchval("SELECT count(*) = 1 FROM index_jobs WHERE status = 'completed'"))
 
         await wait_until(done)
-    finally:
-        stop.set()
-        await asyncio.gather(worker, bridge)
     await assert_converged(pool, store, settings)
     assert await redis.xlen(settings.dead_letter_stream) == 0
     assert await pool.fetchval("SELECT count(*) FROM failed_operations") == 0

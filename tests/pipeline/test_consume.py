@@ -15,6 +15,7 @@ from pipeline.helpers import (
     entries,
     fail_times,
     one_row,
+    planned_batches,
     push,
     wait_until,
 )
@@ -95,11 +96,8 @@ async def test_partial_failure_acks_only_what_succeeded(
     pipeline = await open_pipeline(embedder=failing)
     await add_listings(pool, 1, settings.batch_size * 2)
     await push(redis, settings, {"operation": "sync", "product_ids": "all"})
-    await pipeline.bridge.drain()
-    jobs = pipeline.planner_lane
-    await pipeline.consumer.consume(jobs, await read_new(redis, jobs.pair, "c", count=10))
     lane = pipeline.indexer_lane
-    batches = await read_new(redis, lane.pair, pipeline.consumer.name, count=10)
+    batches = await planned_batches(pipeline)
     assert len(batches) == 2
 
     consumed = await pipeline.consumer.consume(lane, batches)
@@ -139,11 +137,8 @@ async def test_a_misconfiguration_is_remembered_across_a_restart(
     settings = before.settings
     await add_listings(pool, 1, 2)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2]})
-    await before.bridge.drain()
-    jobs = before.planner_lane
-    await before.consumer.consume(jobs, await read_new(redis, jobs.pair, "c", count=10))
     lane = before.indexer_lane
-    [batch] = await read_new(redis, lane.pair, before.consumer.name, count=10)
+    [batch] = await planned_batches(before)
     assert list((await before.consumer.consume(lane, [batch])).failed) == [batch.entry_id]
 
     switch.broken = False  # the fix, then a restart: a new process with empty memory

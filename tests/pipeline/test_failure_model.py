@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import httpx
+from app_client import serve_in_loop
 from pipeline.helpers import (
     HookedEmbedder,
     OpenPipeline,
@@ -16,6 +17,7 @@ from pipeline.helpers import (
     assert_converged,
     entries,
     fail_times,
+    planned_batches,
     push,
     wait_until,
 )
@@ -40,18 +42,8 @@ from finally_indexer.schemas.messages import BatchMessage
 
 async def _health(pipeline: Pipeline) -> httpx.Response:
     deps = AppDeps(pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store)
-    transport = httpx.ASGITransport(app=cast("Any", create_app(pipeline.settings, deps=deps)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+    async with serve_in_loop(create_app(pipeline.settings, deps=deps)) as c:
         return await c.get("/health")
-
-
-async def _one_batch(pipeline: Pipeline, redis: Redis, settings: Settings) -> StreamEntry:
-    """Bridge and plan the queued job; deliver its one batch entry (first delivery)."""
-    await pipeline.bridge.drain()
-    jobs_lane = pipeline.planner_lane
-    await pipeline.consumer.consume(jobs_lane, await read_new(redis, jobs_lane.pair, "c", count=10))
-    [batch] = await read_new(redis, pipeline.indexer_lane.pair, pipeline.consumer.name, count=10)
-    return batch
 
 
 # --- the breaker -------------------------------------------------------------------------------------
@@ -65,7 +57,7 @@ async def test_embedding_failures_open_its_breaker_visible_in_health_and_metrics
     settings = pipeline.settings
     await add_listings(pool, 1, 2)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2]})
-    batch = await _one_batch(pipeline, redis, settings)
+    [batch] = await planned_batches(pipeline)
     assert (await _health(pipeline)).status_code == 200
     breakers = pipeline.consumer.breakers
     assert breakers is not None
@@ -111,10 +103,8 @@ async def test_an_open_breaker_holds_deliveries_until_one_probe_succeeds(
     settings = pipeline.settings
     await add_listings(pool, 1, 2)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2]})
-    await pipeline.bridge.drain()
-    jobs_lane, lane = pipeline.planner_lane, pipeline.indexer_lane
-    await pipeline.consumer.consume(jobs_lane, await read_new(redis, jobs_lane.pair, "c", count=10))
-    first, second = await read_new(redis, lane.pair, pipeline.consumer.name, count=10)
+    lane = pipeline.indexer_lane
+    first, second = await planned_batches(pipeline)
     gate.set()
     for delivery in (1, 2):  # two transient failures: open
         assert (await pipeline.consumer.consume(lane, [first], {first.entry_id: delivery})).failed

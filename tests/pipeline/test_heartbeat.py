@@ -13,12 +13,11 @@ from pipeline.helpers import (
     add_listings,
     expected_index,
     push,
+    run_until,
     stored_index,
-    wait_until,
 )
 from redis.asyncio import Redis
 
-from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.core.streams import StreamGroup
 from finally_indexer.processor.consume import keep_claimed
@@ -138,20 +137,13 @@ async def test_worker_does_not_reclaim_a_slow_batch(
     pipeline = await open_pipeline(embedder=slow)
     await add_listings(pool, 1, 5)
     await push(redis, settings, {"operation": "sync", "product_ids": [1, 2, 3, 4, 5]})
-    stop = asyncio.Event()
-    worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
-    bridge = asyncio.create_task(pipeline.bridge.run(stop))
 
     async def converged() -> bool:
         pending = (await redis.xpending(settings.batch_stream, "indexer"))["pending"]
         same = await stored_index(store) == await expected_index(pool, settings.text_template)
         return same and pending == 0
 
-    try:
-        await wait_until(converged)
-    finally:
-        stop.set()
-        await asyncio.gather(worker, bridge)
+    await run_until(pipeline, converged)
     assert len(slow.calls) == 1
     assert await redis.xlen(settings.dead_letter_stream) == 0
     assert await pool.fetchval("SELECT deliveries FROM index_job_batches") == 1

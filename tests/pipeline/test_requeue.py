@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from finally_indexer.core.errors import DependencyUnavailable
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import jobs
 from finally_indexer.db.failures import Failure, FailureFilter, record_failures
+from finally_indexer.devenv._process import free_port
 from finally_indexer.processor.enqueue import requeue_failures
 from finally_indexer.processor.housekeeping import housekeeping_round
 from finally_indexer.processor.vectorstore import VectorStore
@@ -31,12 +31,6 @@ async def _two_failures(pool: asyncpg.Pool[Any]) -> None:
         Failure(operation_type="sync", reason="max_deliveries", error_class="MaxDeliveries", error_message="x", product_id=1),
         Failure(operation_type="job", reason="invalid", error_class="MalformedJob", error_message="y", payload=raw),
     ])  # fmt: skip
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_a_database_failure_before_the_commit_appends_nothing(
@@ -66,7 +60,7 @@ async def test_a_redis_failure_after_the_commit_is_finished_later_exactly_once(
     housekeeping round appends what is owed, once; a later /retry appends nothing twice."""
     await add_listings(pool, 1, 2)
     await _two_failures(pool)
-    down = Redis.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
+    down = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
     try:
         with pytest.raises(DependencyUnavailable):
             await requeue_failures(pool, down, jobs_stream=settings.jobs_stream, flt=ALL, limit=10)

@@ -12,18 +12,17 @@ import argparse
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
-import httpx
 import pytest
-from pipeline.helpers import add_listings, assert_converged, push, wait_until
+from app_client import serve_in_loop
+from pipeline.helpers import add_listings, assert_converged, push, run_until
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from security.conftest import LeastPrivilegeDb
 
 from finally_indexer.core.cli import cmd_grants, cmd_migrate
-from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.db.grants import LISTING_COLUMNS, WRITTEN_COLUMN, GrantPlan, grant_script
 from finally_indexer.db.migrate import upgrade
@@ -64,9 +63,8 @@ async def admin(least_privilege_db: LeastPrivilegeDb) -> AsyncIterator[asyncpg.P
 
 
 async def _run_until_synced(pipeline: Pipeline, admin: asyncpg.Pool[Any]) -> None:
-    stop = asyncio.Event()
-    worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
-    bridge = asyncio.create_task(pipeline.bridge.run(stop))
+    """Until every job completed, every listing is flagged and the outbox is empty (read as the
+    superuser: the service's role may not read all of ``products``)."""
 
     async def synced() -> bool:
         return bool(
@@ -75,17 +73,12 @@ async def _run_until_synced(pipeline: Pipeline, admin: asyncpg.Pool[Any]) -> Non
             and not await admin.fetchval("SELECT count(*) FROM event_outbox")
         )
 
-    try:
-        await wait_until(synced, timeout_s=60)
-    finally:
-        stop.set()
-        await asyncio.gather(worker, bridge)
+    await run_until(pipeline, synced, timeout_s=60)
 
 
 async def _read_endpoints_answer(settings: Settings, pipeline: Pipeline, job_id: str) -> None:
     deps = AppDeps(pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store)
-    transport = httpx.ASGITransport(app=cast("Any", create_app(settings, deps=deps)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with serve_in_loop(create_app(settings, deps=deps)) as client:
         paths = ("/status", "/failures", f"/jobs/{job_id}", "/listings/3", "/audit", "/metrics", "/dashboard")
         for path in paths:
             response = await client.get(path)

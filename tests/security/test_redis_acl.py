@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 import pytest
+from app_client import serve_in_loop
 from pipeline.helpers import add_listings, assert_converged, push, run_until_converged
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -53,9 +53,11 @@ async def acl_settings(settings: Settings, redis: Redis, test_uid: str) -> Async
     assert user is not None
     info: Any = await redis.info("server")
     major, minor = (int(part) for part in str(info["redis_version"]).split(".")[:2])
-    rules = acl_rules(restricted, server=(major, minor))
-    # the printed line carries the password's hash; the test logs in with the clear one
-    assert acl_setuser_line(restricted, server=(major, minor)) == " ".join(["ACL", "SETUSER", user, *rules])
+    # the line printed on request (--acl-password-hash) carries the password's hash; the test logs
+    # in with the clear one
+    rules = acl_rules(restricted, server=(major, minor), hashed_password=True)
+    line = acl_setuser_line(restricted, server=(major, minor), hashed_password=True)
+    assert line == " ".join(["ACL", "SETUSER", user, *rules])
     await redis.execute_command("ACL", "SETUSER", user, *rules)
     yield restricted
     await redis.execute_command("ACL", "DELUSER", user)
@@ -99,8 +101,7 @@ async def test_the_service_runs_as_its_acl_user_and_redis_refuses_the_rest(
         assert report["repair_job_ids"]
         await run_until_converged(pipeline, acl_settings, timeout_s=60)
         deps = AppDeps(pool=pool, redis=pipeline.redis, store=store)
-        transport = httpx.ASGITransport(app=cast("Any", create_app(acl_settings, deps=deps)))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with serve_in_loop(create_app(acl_settings, deps=deps)) as client:
             for path in ("/status", "/failures", "/health", "/metrics"):
                 assert (await client.get(path)).status_code == 200, path
             sync = await client.post("/sync", json={"product_ids": [1, 2]})

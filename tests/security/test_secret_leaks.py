@@ -10,21 +10,19 @@ runs until the batch is dead-lettered: the failure rows, the events and dead-let
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
-import httpx
 import pytest
-from pipeline.helpers import HookedEmbedder, add_listings, entries, push, wait_until
+from app_client import serve_in_loop
+from pipeline.helpers import HookedEmbedder, add_listings, entries, push, run_until
 from redis.asyncio import Redis
 
-from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.devenv._process import free_port
 from finally_indexer.http.app import AppDeps, create_app
@@ -134,20 +132,13 @@ async def test_failures_events_status_and_logs_show_no_secret(
     )
     try:
         await push(redis, settings, {"operation": "sync", "product_ids": "all"})
-        stop = asyncio.Event()
-        worker = asyncio.create_task(serve_worker(pipeline, stop=stop))
-        bridge = asyncio.create_task(pipeline.bridge.run(stop))
 
         async def dead_lettered() -> bool:
             return bool(
                 await pool.fetchval("SELECT count(*) FROM failed_operations WHERE product_id IS NOT NULL")
             )
 
-        try:
-            await wait_until(dead_lettered, timeout_s=60)
-        finally:
-            stop.set()
-            await asyncio.gather(worker, bridge)
+        await run_until(pipeline, dead_lettered, timeout_s=60)
         texts = [
             str([dict(r) for r in await pool.fetch("SELECT * FROM failed_operations")]),
             str([dict(r) for r in await pool.fetch("SELECT * FROM index_jobs")]),
@@ -157,8 +148,7 @@ async def test_failures_events_status_and_logs_show_no_secret(
         ]
         assert "401 from upstream" in texts[0]  # the message is kept, the key is not
         deps = AppDeps(pool=pool, redis=redis, store=store)
-        transport = httpx.ASGITransport(app=cast("Any", create_app(settings, deps=deps)))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with serve_in_loop(create_app(settings, deps=deps)) as client:
             texts.extend(
                 [(await client.get(path)).text for path in ("/status", "/failures", "/metrics", "/health")]
             )

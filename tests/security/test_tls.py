@@ -18,13 +18,12 @@ import psycopg
 import pytest
 import redis.exceptions
 import trustme
-from pipeline.helpers import add_listings, assert_converged, push, wait_until
+from pipeline.helpers import add_listings, assert_converged, push, run_until
 from pydantic import SecretStr
 
 from finally_indexer.core.cli import cmd_migrate
 from finally_indexer.core.errors import DependencyUnavailable
 from finally_indexer.core.redis_client import open_redis
-from finally_indexer.core.roles import serve_worker
 from finally_indexer.core.settings import Settings
 from finally_indexer.db.dev_schema import ensure_dev_products
 from finally_indexer.db.pool import create_pool
@@ -102,18 +101,11 @@ async def test_the_pipeline_runs_over_verified_tls(tls_settings: Settings) -> No
         pipeline = await Pipeline.open(tls_settings, pool=pool, store=store)
         try:
             await push(pipeline.redis, tls_settings, {"operation": "sync", "product_ids": "all"})
-            stop = asyncio.Event()
-            worker = asyncio.create_task(serve_worker(pipeline, stop=stop))  # FastStream's own connections
-            bridge = asyncio.create_task(pipeline.bridge.run(stop))
 
             async def done() -> bool:
                 return bool(await pool.fetchval("SELECT bool_and(is_conversion) FROM products"))
 
-            try:
-                await wait_until(done, timeout_s=60)
-            finally:
-                stop.set()
-                await asyncio.gather(worker, bridge)
+            await run_until(pipeline, done, timeout_s=60)  # the worker: FastStream's own connections
         finally:
             await pipeline.aclose()
         await assert_converged(pool, store, tls_settings)
