@@ -39,9 +39,12 @@ from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.db.dev_schema import ensure_dev_products
 from finally_indexer.db.migrate import upgrade
 from finally_indexer.db.pool import create_pool
+from finally_indexer.db.products import SOURCE_FP, fetch_listings
 from finally_indexer.devenv.servers import dev_servers
 from finally_indexer.processor.audit import Auditor
+from finally_indexer.processor.source_keys import source_keyer
 from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.stores.points import MODEL_KEY, SOURCE_KEY
 from finally_indexer.processor.texts import build_text, text_hash, version_of
 from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
 
@@ -66,23 +69,25 @@ def _settings(dsn: str, redis_url: str, path: Path) -> Settings:
 
 
 async def load(settings: Settings, count: int) -> None:
-    """``count`` listings in PostgreSQL and the points an up-to-date index holds for them."""
+    """``count`` listings in PostgreSQL and the points an up-to-date index holds for them (read and
+    keyed as the indexer reads and keys them, vectors aside)."""
     await asyncio.to_thread(upgrade, settings.postgres_dsn(), schema=SCHEMA)
     pool = await create_pool(settings)
     store = build_vector_store(settings)
     await store.ensure_collection()
     await ensure_dev_products(pool)
-    vector, model = [0.1] * DIMENSIONS, settings.model_name()
+    vector, model, key = [0.1] * DIMENSIONS, settings.model_name(), source_keyer(settings.text_template)
     for first in range(1, count + 1, CHUNK):
         last = min(first + CHUNK - 1, count)
         await pool.execute(_INSERT, first, last)
-        rows = await pool.fetch("SELECT * FROM products WHERE id BETWEEN $1 AND $2", first, last)
+        rows = (await fetch_listings(pool, range(first, last + 1))).values()
+        hashes = [text_hash(build_text(dict(r), settings.text_template)) for r in rows]
         await store.upsert([
             ListingPoint(
-                int(r["id"]), vector, version_of(r["updated_at"]),
-                text_hash(build_text(dict(r), settings.text_template)), {"model": model},
+                int(r["id"]), vector, version_of(r["updated_at"]), h,
+                {MODEL_KEY: model, SOURCE_KEY: key(r[SOURCE_FP], h)},
             )
-            for r in rows
+            for r, h in zip(rows, hashes, strict=True)
         ])  # fmt: skip
     await store.aclose()
     await pool.close()
