@@ -35,7 +35,6 @@ from finally_indexer.core.constants import MAX_IDS_PER_JOB
 from finally_indexer.core.errors import redact
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import audit as queries
-from finally_indexer.processor import audit_rows
 from finally_indexer.processor.audit_merge import END, Judged, PageJudge, PointWindows, Verdict, judge
 from finally_indexer.processor.audit_rows import ListingRow
 from finally_indexer.processor.enqueue import enqueue_job
@@ -275,8 +274,8 @@ class Auditor:
         expected = await queries.count_listings(self.pool)
         judging = PageJudge(model=self._model, template=self._settings.text_template)
         points = PointWindows(_read_ahead(_batched(self._store.scan(), READ_AHEAD_BATCH)))
-        async for rows in _read_ahead(audit_rows.row_pages(self.pool, page=PAGE)):
-            window = await points.upto(rows[-1].product_id)
+        async for rows in _read_ahead(queries.listing_pages(self.pool, page=PAGE)):
+            window = await points.upto(rows[-1]["id"])
             await self._tally(tally, repairs, judging.judge(rows, window), rows=len(rows), points=len(window))
             if progress is not None:
                 progress(tally.listings, expected)

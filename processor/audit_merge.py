@@ -19,13 +19,15 @@ point's source key; anything else on the page goes through :func:`judge`, listin
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from enum import StrEnum
 from operator import attrgetter
 from typing import Final
 
-from finally_indexer.processor.audit_rows import ListingRow, TextCheck
+from finally_indexer.db.products import SOURCE_FP
+from finally_indexer.processor.audit_rows import ListingRow, Row, TextCheck, listing_row
 from finally_indexer.processor.source_keys import source_keyer
+from finally_indexer.processor.texts import version_of
 from finally_indexer.processor.vectorstore import StoredListing
 
 __all__ = ["END", "Judged", "PageJudge", "PointWindows", "Verdict", "judge"]
@@ -74,53 +76,52 @@ def _should_be_absent(row: ListingRow, point: StoredListing | None) -> Verdict:
 
 
 class PageJudge:
-    """Judges a page of rows against the points whose ids fall in the page's range."""
+    """Judges a page of rows (records of ``db.audit``'s listing query) against the points whose ids
+    fall in the page's range."""
 
     def __init__(self, *, model: str, template: str) -> None:
         self._model = model
         self._key = source_keyer(template)
         self.same_text = TextCheck(template)
 
-    def judge(self, rows: list[ListingRow], points: list[StoredListing]) -> tuple[int, list[Judged]]:
+    def judge(self, records: Sequence[Row], points: list[StoredListing]) -> tuple[int, list[Judged]]:
         """How many listings are ``ok``, and every other verdict in id order."""
-        if len(rows) == len(points):
-            plain = self._plainly_ok(rows, points)
+        if len(records) == len(points):
+            plain = self._plainly_ok(records, points)
             if plain is not None:
                 return plain
-        return self._merged(rows, points)
+        return self._merged(records, points)
 
     def _plainly_ok(
-        self, rows: list[ListingRow], points: list[StoredListing]
+        self, records: Sequence[Row], points: list[StoredListing]
     ) -> tuple[int, list[Judged]] | None:
         """The verdicts when the rows and points have the same ids (None when they do not).
 
         A pair that passes every check of :func:`judge` at once — the text by its source key — is
-        ``ok`` without a call; any other goes through :func:`judge`.
+        ``ok`` straight from the record (no ``ListingRow``, no call but the key's); any other goes
+        through :func:`judge`.
         """
         model, key, same_text = self._model, self._key, self.same_text
         ok = 0
         others: list[Judged] = []
-        for row, point in zip(rows, points, strict=True):
-            pid = row.product_id
+        for record, point in zip(records, points, strict=True):
+            pid: int = record["id"]
             if pid != point.product_id:
                 return None
-            version, tombstone, fingerprint, source_key = (
-                row.version,
-                row.tombstone,
-                row.fingerprint,
-                point.source_key,
-            )
+            updated_at, fingerprint, source_key = record["updated_at"], record[SOURCE_FP], point.source_key
             if (
-                version == point.version
-                and row.is_conversion
-                and (tombstone is None or tombstone < version)  # an int: it equals the point's
-                and (point.model is None or point.model == model)
-                and source_key is not None
+                record["is_conversion"]
+                and updated_at is not None
                 and fingerprint is not None
+                and source_key is not None
+                and (point.model is None or point.model == model)
+                and version_of(updated_at) == point.version
+                and (record["tombstone"] is None or record["tombstone"] < point.version)
                 and source_key == key(fingerprint, point.text_hash)
             ):
                 ok += 1
                 continue
+            row = listing_row(record)
             verdict = judge(row, point, model=model, same_text=same_text)
             if verdict is Verdict.OK:
                 ok += 1
@@ -128,8 +129,9 @@ class PageJudge:
                 others.append((verdict, pid, row))
         return ok, others
 
-    def _merged(self, rows: list[ListingRow], points: list[StoredListing]) -> tuple[int, list[Judged]]:
+    def _merged(self, records: Sequence[Row], points: list[StoredListing]) -> tuple[int, list[Judged]]:
         """Both lists merged in id order, each listing judged by :func:`judge`."""
+        rows = [listing_row(record) for record in records]
         ok = 0
         others: list[Judged] = []
         r = p = 0

@@ -11,19 +11,21 @@ key); the verdict is the same either way.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import asyncpg
 
-from finally_indexer.db import audit as queries
 from finally_indexer.db.products import SOURCE_FP
 from finally_indexer.processor.source_keys import source_keyer
 from finally_indexer.processor.texts import build_text, datetime_of, text_hash, version_of
 from finally_indexer.processor.vectorstore import StoredListing
 
-__all__ = ["ListingRow", "TextCheck", "listing_row", "row_pages"]
+__all__ = ["ListingRow", "Row", "TextCheck", "listing_row"]
+
+#: A row as a listing query returns it: the listing columns, ``tombstone`` and ``source_fp``.
+Row = asyncpg.Record | Mapping[str, Any]
 
 
 class ListingRow(NamedTuple):
@@ -56,7 +58,7 @@ class ListingRow(NamedTuple):
 _as_row: Callable[[tuple[Any, ...]], ListingRow] = functools.partial(tuple.__new__, ListingRow)
 
 
-def listing_row(record: asyncpg.Record | Mapping[str, Any]) -> ListingRow:
+def listing_row(record: Row) -> ListingRow:
     """Reduce one row (a record with the listing columns and ``tombstone``; ``source_fp`` if any)."""
     updated_at: datetime | None = record["updated_at"]
     return _as_row((
@@ -80,9 +82,3 @@ class TextCheck:
             return True
         self.rendered += 1
         return point.text_hash == text_hash(build_text(row.source, self._template))
-
-
-async def row_pages(db: asyncpg.Pool[Any], *, page: int) -> AsyncIterator[list[ListingRow]]:
-    """Every listing in id order, reduced, one keyset page at a time."""
-    async for records in queries.listing_pages(db, page=page):
-        yield [listing_row(record) for record in records]
