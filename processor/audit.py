@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -220,7 +221,8 @@ class Auditor:
         """Compare, repair, record the report; the lock is released whatever happens."""
         started = time.perf_counter()
         try:
-            tally, repairs = await self._compare(audit_id, repair=repair, progress=progress)
+            with _collector_off_the_long_lived():
+                tally, repairs = await self._compare(audit_id, repair=repair, progress=progress)
             flags = await repairs.finish() if repairs is not None else 0
             duration = time.perf_counter() - started
             await queries.finish_report(
@@ -321,6 +323,24 @@ async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> None:
         log.info("audit_stopped", reason="the worker is stopping")
         return
     task.result()  # its failure, if any, is the caller's
+
+
+@contextlib.contextmanager
+def _collector_off_the_long_lived() -> Iterator[None]:
+    """Keep the cyclic garbage collector off the objects the process held before the audit.
+
+    An audit streams millions of short-lived objects (records, points, payloads), and the pages it
+    reads ahead survive a few young collections, so full collections come often; each walks every
+    object the process holds (its modules, its caches), which cost a 30k audit a quarter of its
+    CPU. Frozen (``gc.freeze``), those objects are out of the collector's sight until the audit
+    ends; the audit's own garbage is collected as usual, and a cycle among the frozen objects is
+    collected after (``gc.unfreeze`` hands them back).
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def new_audit_id() -> str:

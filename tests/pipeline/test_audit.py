@@ -7,6 +7,7 @@ overridden here with both).
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,10 +22,11 @@ from finally_indexer.core import metrics
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import audit as audit_queries
 from finally_indexer.processor import audit as audit_module
-from finally_indexer.processor import audit_rows
+from finally_indexer.processor import audit_merge, audit_rows
 from finally_indexer.processor.audit import AuditBusy, Auditor, run_scheduled
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.texts import build_text
 from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
 
 LISTINGS = 20
@@ -259,11 +261,10 @@ async def test_keyset_pages_smaller_than_the_table_give_the_same_verdicts(
 def _count_renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the rows the audit renders (and hashes) to judge their points' text hashes."""
     rendered: list[int] = []
-    render = audit_rows.build_text
 
     def counted(row: Any, template: str) -> str:
         rendered.append(int(row["id"]))
-        return render(row, template)
+        return build_text(row, template)
 
     monkeypatch.setattr(audit_rows, "build_text", counted)
     return rendered
@@ -320,3 +321,26 @@ async def test_another_template_makes_every_point_stale(
     report = await Auditor(pool=pool, redis=redis, store=store, settings=other).run()
 
     assert report["counts"]["stale"] == LISTINGS
+
+
+async def test_the_collector_spares_what_the_process_held_during_an_audit_and_only_then(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], settings: Settings, auditor: Auditor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+    frozen_while_judging: list[int] = []
+
+    class Watched(audit_merge.PageJudge):
+        def judge(self, *args: Any, **kwargs: Any) -> tuple[int, list[audit_merge.Judged]]:
+            frozen_while_judging.append(gc.get_freeze_count())
+            return super().judge(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "PageJudge", Watched)
+    assert gc.get_freeze_count() == 0
+
+    await auditor.run()
+
+    assert frozen_while_judging
+    assert min(frozen_while_judging) > 0  # the modules, the fixtures...
+    assert gc.get_freeze_count() == 0  # handed back to the collector
