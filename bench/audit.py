@@ -10,8 +10,10 @@ vectors), then runs, each in a fresh process so that its peak RSS is its own:
 
 The collection is opened before each clock starts (a worker audits a store it already has open);
 the RSS that opening leaves is printed too: with the in-process engine it is the store's, not the
-audit's. CPU seconds (the process and its helper) are printed beside the wall time: on a machine
-shared with other work they say more than the wall time does.
+audit's. RSS is split into anonymous memory (the process's own allocations, the engine's included)
+and file-backed pages (the collection's memory-mapped files and the code: page cache the kernel
+can drop and re-read). CPU seconds are printed beside the wall time: on a machine shared with
+other work they say more than the wall time does.
 
 Run: ``python bench/audit.py`` (30,000 and 1,000,000 listings), or ``--sizes 30000``.
 Targets (issue 8): 30k in under 5 s, 1M in under 3 minutes, peak RSS under 500 MB, and no more
@@ -39,9 +41,12 @@ from finally_indexer.core.settings import Settings, load_settings
 from finally_indexer.db.dev_schema import ensure_dev_products
 from finally_indexer.db.migrate import upgrade
 from finally_indexer.db.pool import create_pool
+from finally_indexer.db.products import SOURCE_FP, fetch_listings
 from finally_indexer.devenv.servers import dev_servers
 from finally_indexer.processor.audit import Auditor
+from finally_indexer.processor.source_keys import source_keyer
 from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.stores.points import MODEL_KEY, SOURCE_KEY
 from finally_indexer.processor.texts import build_text, text_hash, version_of
 from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
 
@@ -66,23 +71,25 @@ def _settings(dsn: str, redis_url: str, path: Path) -> Settings:
 
 
 async def load(settings: Settings, count: int) -> None:
-    """``count`` listings in PostgreSQL and the points an up-to-date index holds for them."""
+    """``count`` listings in PostgreSQL and the points an up-to-date index holds for them (read and
+    keyed as the indexer reads and keys them, vectors aside)."""
     await asyncio.to_thread(upgrade, settings.postgres_dsn(), schema=SCHEMA)
     pool = await create_pool(settings)
     store = build_vector_store(settings)
     await store.ensure_collection()
     await ensure_dev_products(pool)
-    vector, model = [0.1] * DIMENSIONS, settings.model_name()
+    vector, model, key = [0.1] * DIMENSIONS, settings.model_name(), source_keyer(settings.text_template)
     for first in range(1, count + 1, CHUNK):
         last = min(first + CHUNK - 1, count)
         await pool.execute(_INSERT, first, last)
-        rows = await pool.fetch("SELECT * FROM products WHERE id BETWEEN $1 AND $2", first, last)
+        rows = (await fetch_listings(pool, range(first, last + 1))).values()
+        hashes = [text_hash(build_text(dict(r), settings.text_template)) for r in rows]
         await store.upsert([
             ListingPoint(
-                int(r["id"]), vector, version_of(r["updated_at"]),
-                text_hash(build_text(dict(r), settings.text_template)), {"model": model},
+                int(r["id"]), vector, version_of(r["updated_at"]), h,
+                {MODEL_KEY: model, SOURCE_KEY: key(r[SOURCE_FP], h)},
             )
-            for r in rows
+            for r, h in zip(rows, hashes, strict=True)
         ])  # fmt: skip
     await store.aclose()
     await pool.close()
@@ -100,10 +107,10 @@ async def baseline(settings: Settings) -> dict[str, Any]:
     points = 0
     async for _ in store.scan():
         points += 1
-    elapsed, cpu = time.perf_counter() - started, _cpu_s() - cpu
+    elapsed, cpu, rss = time.perf_counter() - started, _cpu_s() - cpu, _rss_split()
     await store.aclose()
     await pool.close()
-    return {"seconds": elapsed, "cpu_s": cpu, "opened_rss_mb": opened, "rows": rows, "points": points}
+    return {"seconds": elapsed, "cpu_s": cpu, **opened, **rss, "rows": rows, "points": points}
 
 
 async def audit(settings: Settings) -> dict[str, Any]:
@@ -114,28 +121,41 @@ async def audit(settings: Settings) -> dict[str, Any]:
     opened = await _opened(store)
     started, cpu = time.perf_counter(), _cpu_s()
     report = await Auditor(pool=pool, redis=redis, store=store, settings=settings).run()
-    elapsed, cpu = time.perf_counter() - started, _cpu_s() - cpu
+    elapsed, cpu, rss = time.perf_counter() - started, _cpu_s() - cpu, _rss_split()
     await store.aclose()
     await redis.aclose()
     await pool.close()
     drift = sum(n for verdict, n in report["counts"].items() if verdict != "ok")
     return {
-        "seconds": elapsed, "cpu_s": cpu, "opened_rss_mb": opened, "rows": report["listings"],
+        "seconds": elapsed, "cpu_s": cpu, **opened, **rss, "rows": report["listings"],
         "points": report["points"], "drift": drift,
     }  # fmt: skip
 
 
-async def _opened(store: VectorStore) -> float:
+async def _opened(store: VectorStore) -> dict[str, float]:
     """Open the collection before the clock starts (a worker audits a store it has open) and
     return the RSS that leaves: what the in-process engine holds before anything is read."""
     await store.ping()
-    return _rss_mb("VmRSS")
+    return {f"opened_{name}": mb for name, mb in _rss_split().items()}
+
+
+def _rss_split() -> dict[str, float]:
+    """The RSS now, in MB: anonymous memory (the heap: the process's own) and file-backed pages
+    (memory-mapped files and code: the kernel drops them under pressure and re-reads them)."""
+    return {"anon_mb": _rss_mb("RssAnon"), "file_mb": _rss_mb("RssFile") + _rss_mb("RssShmem")}
 
 
 def _cpu_s() -> float:
-    """CPU seconds of this process and of its children that have ended (the audit's helper)."""
-    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+    """CPU seconds of this process (all its threads)."""
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    return mine.ru_utime + mine.ru_stime
+
+
+def peak_rss_mb() -> float:
+    """The highest RSS this process has had, in MB: ``VmHWM``, the high-water mark of its own
+    address space. Not ``ru_maxrss``: for a process started by fork and exec that starts at the
+    parent's RSS at the fork (here the bench's, which loaded the collection: 1.9 GB at 1M)."""
+    return _rss_mb("VmHWM")
 
 
 def _rss_mb(field: str) -> float:
@@ -160,7 +180,7 @@ def _run_phase(args: argparse.Namespace) -> None:
     configure_logging("WARNING", "console")
     settings = _settings(args.dsn, args.redis, Path(args.path))
     result = asyncio.run(baseline(settings) if args.phase == "baseline" else audit(settings))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
@@ -183,9 +203,15 @@ async def _measure(size: int) -> None:
                 flush=True,
             )
             print(
-                f"{'':>9}  peak RSS: audit {found['peak_rss_mb']:5.0f} MB, baseline {base['peak_rss_mb']:5.0f} MB,"
-                f" collection opened (nothing read) {base['opened_rss_mb']:5.0f} MB;"
+                f"{'':>9}  peak RSS: audit {found['peak_rss_mb']:5.0f} MB, baseline {base['peak_rss_mb']:5.0f} MB;"
                 f" the audit's own {found['peak_rss_mb'] - base['peak_rss_mb']:+4.0f} MB beside the baseline",
+                flush=True,
+            )
+            print(
+                f"{'':>9}  RSS anonymous + file-backed: collection opened (nothing read)"
+                f" {base['opened_anon_mb']:5.0f} + {base['opened_file_mb']:4.0f} MB;"
+                f" after the audit {found['anon_mb']:5.0f} + {found['file_mb']:4.0f} MB,"
+                f" after the baseline {base['anon_mb']:5.0f} + {base['file_mb']:4.0f} MB",
                 flush=True,
             )
 

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from finally_indexer.db.pool import DB
-from finally_indexer.db.products import P_COLUMNS
+from finally_indexer.db.products import P_COLUMNS, source_fingerprint
 
 __all__ = [
     "correct_flags",
@@ -25,9 +25,9 @@ __all__ = [
 ]
 
 # One keyset page of listings with what the audit needs to judge them: the embedded columns,
-# the version, the flag, and the tombstone (a deleted version) if any.
+# the version, the flag, the source fingerprint, and the tombstone (a deleted version) if any.
 _PAGE = f"""
-SELECT {P_COLUMNS}, t.version AS tombstone
+SELECT {P_COLUMNS}, {source_fingerprint("p")}, t.version AS tombstone
 FROM products p LEFT JOIN index_tombstones t ON t.product_id = p.id
 WHERE p.id > $1 ORDER BY p.id LIMIT $2
 """  # noqa: S608 -- constant column list and condition

@@ -17,6 +17,8 @@ from finally_indexer.db.pool import DB
 __all__ = [
     "LISTING_COLUMNS",
     "P_COLUMNS",
+    "SOURCE_FP",
+    "TEXT_COLUMNS",
     "count_orphans",
     "fetch_listings",
     "fetch_listings_with_state",
@@ -26,6 +28,7 @@ __all__ = [
     "scan_ids",
     "scan_listings_with_state",
     "scan_orphan_ids",
+    "source_fingerprint",
 ]
 
 #: The columns of ``products`` the service reads (the GRANT of db/grants.py is made from them).
@@ -35,12 +38,29 @@ LISTING_COLUMNS: Final = (
 )  # fmt: skip
 #: The listing columns qualified by the alias ``p`` (queries that join ``products p``).
 P_COLUMNS: Final = ", ".join(f"p.{column}" for column in LISTING_COLUMNS)
+#: The columns the embedded text is rendered from (``processor.texts.build_text`` reads no other).
+TEXT_COLUMNS: Final = ("title", "year", "price", "content", "brand", "mileage", "odo")
+#: The name under which a listing query returns the row's source fingerprint.
+SOURCE_FP: Final = "source_fp"
+
+
+def source_fingerprint(alias: str) -> str:
+    """The SQL of a row's source fingerprint: ``md5`` of its text columns as one row value.
+
+    Computed by PostgreSQL in the very read a text is rendered from (see ``processor.source_keys``):
+    any change to a text column changes it; a change it cannot see (a session setting that formats a
+    value differently) only makes the audit render that row again.
+    """
+    columns = ", ".join(f"{alias}.{column}" for column in TEXT_COLUMNS)
+    return f"md5(row({columns})::text) AS {SOURCE_FP}"
+
+
 # A listing needs indexing when it is not flagged, was never written, or changed since it was.
 _CHANGED: Final = "(NOT p.is_conversion OR s.product_id IS NULL OR p.updated_at > s.source_updated_at)"
 
 _FETCH = f"""
-SELECT {", ".join(LISTING_COLUMNS)}
-FROM products WHERE id = ANY($1::bigint[])
+SELECT {P_COLUMNS}, {source_fingerprint("p")}
+FROM products p WHERE p.id = ANY($1::bigint[])
 """  # noqa: S608 -- constant column list and condition
 _SCAN = "SELECT id FROM products WHERE id > $1 ORDER BY id LIMIT $2"
 # A listing with what index_state recorded writing for it (the dry run's skip check).

@@ -23,7 +23,7 @@ from finally_indexer.http.auth import require_read_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.failures import failure_view
 from finally_indexer.processor.audit import judge
-from finally_indexer.processor.audit_rows import listing_row
+from finally_indexer.processor.audit_rows import TextCheck, listing_row
 from finally_indexer.processor.texts import build_text, text_hash, version_of
 from finally_indexer.processor.vectorstore import StoredListing
 from finally_indexer.schemas.api import JobTouching, ListingInCollection, ListingInSource, ListingView
@@ -63,8 +63,10 @@ async def get_listing(
         deps.pool, FailureFilter(product_ids=[product_id], open_only=True), limit=SHOWN, before_id=None
     )
     jobs = await reports.jobs_touching(deps.pool, product_id, limit=SHOWN)
-    source = listing_row(row, settings.text_template) if row is not None else None
-    verdict = judge(source, point, model=settings.model_name()).value
+    source = listing_row(row) if row is not None else None
+    verdict = judge(
+        source, point, model=settings.model_name(), same_text=TextCheck(settings.text_template)
+    ).value
     if row is None and point is None:  # neither side knows it: nothing to audit
         verdict = "absent"
     return ListingView(

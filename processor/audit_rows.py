@@ -1,41 +1,35 @@
 """The PostgreSQL side of the audit: each listing row reduced to what its verdict needs.
 
-Rendering and hashing the text of every row is most of an audit's own work (a million rows take
-a core for several seconds), and in the auditing process that work competes for the interpreter
-with the collection's scroll. So for a large table the rows are read and reduced in a helper
-process — its own connection, one keyset page ahead — and the auditing process only merges the
-reduced rows with the points. A small table is reduced in-process: starting a process costs more
-than it saves.
+The text check is the costly part of a verdict: rendering and hashing a row's text takes ~17 µs,
+more than reading the row and the point together. So it is done only when the point's source key
+(``processor.source_keys``) does not settle it: PostgreSQL computes each row's source fingerprint
+in the page read, and a key recomputed from it and the point's text hash costs ~1 µs. A row is
+rendered only when the keys differ (an edited row, another template, a point written without a
+key); the verdict is the same either way.
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import functools
-import multiprocessing
-from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import asyncpg
 
-from finally_indexer.core.logging import configure_logging
-from finally_indexer.core.settings import Settings
-from finally_indexer.db import audit as queries
-from finally_indexer.db.pool import create_pool
+from finally_indexer.db.products import SOURCE_FP
+from finally_indexer.processor.source_keys import source_keyer
 from finally_indexer.processor.texts import build_text, datetime_of, text_hash, version_of
+from finally_indexer.processor.vectorstore import StoredListing
 
-__all__ = ["HELPER_MIN_LISTINGS", "ListingRow", "listing_row", "row_pages"]
+__all__ = ["ListingRow", "Row", "TextCheck", "listing_row"]
 
-#: Listings from which rows are reduced in a helper process (below, in-process).
-HELPER_MIN_LISTINGS: Final = 100_000
+#: A row as a listing query returns it: the listing columns, ``tombstone`` and ``source_fp``.
+Row = asyncpg.Record | Mapping[str, Any]
 
 
 class ListingRow(NamedTuple):
-    """One ``products`` row as the audit judges it: plain values only, so that a page of them
-    crosses from the helper process as plain tuples (no per-row object to rebuild but the tuple)."""
+    """One ``products`` row as the audit judges it."""
 
     product_id: int
     #: ``updated_at`` in microseconds; None when the row has none (it cannot be indexed).
@@ -43,8 +37,10 @@ class ListingRow(NamedTuple):
     #: The deleted version its tombstone records, if any.
     tombstone: int | None
     is_conversion: bool
-    #: The hash of the text the row would be embedded as now; None when it should have no point.
-    text_hash: str | None
+    #: The row's source fingerprint as PostgreSQL computed it (None when the query had none).
+    fingerprint: str | None
+    #: The row itself: rendered only when the point's source key does not settle the text check.
+    source: Mapping[str, Any]
 
     @property
     def should_be_indexed(self) -> bool:
@@ -57,81 +53,32 @@ class ListingRow(NamedTuple):
         return datetime_of(self.version) if self.version is not None else None
 
 
-def listing_row(record: asyncpg.Record | Mapping[str, Any], template: str) -> ListingRow:
-    """Reduce one row (a record of ``db.audit``'s listing query)."""
-    updated_at: datetime | None = record["updated_at"]
-    version = version_of(updated_at) if updated_at is not None else None
-    tombstone: int | None = record["tombstone"]
-    indexed = version is not None and (tombstone is None or tombstone < version)
-    return ListingRow(
-        int(record["id"]), version, tombstone, bool(record["is_conversion"]),
-        text_hash(build_text(cast("Mapping[str, Any]", record), template)) if indexed else None,
-    )  # fmt: skip
-
-
-def _reduce(records: list[asyncpg.Record], template: str) -> list[ListingRow]:
-    return [listing_row(record, template) for record in records]
-
-
-#: A plain tuple as a ``ListingRow`` (a C-level call: no Python frame per row).
+#: A tuple of the fields as a ``ListingRow``: a C-level call, where ``ListingRow(...)`` runs the
+#: Python-level ``__new__`` of a named tuple (a million rows per audit).
 _as_row: Callable[[tuple[Any, ...]], ListingRow] = functools.partial(tuple.__new__, ListingRow)
 
 
-async def row_pages(
-    db: asyncpg.Pool[Any], settings: Settings, *, page: int, helper: bool
-) -> AsyncIterator[list[ListingRow]]:
-    """Every listing in id order, reduced, one keyset page at a time (in a helper process if asked)."""
-    if not helper:
-        async for records in queries.listing_pages(db, page=page):
-            # rendering and hashing a page is CPU work: off the event loop a scheduled audit shares
-            yield await asyncio.to_thread(_reduce, records, settings.text_template)
-        return
-    async for rows in _helper_pages(settings, page):
-        yield rows
+def listing_row(record: Row) -> ListingRow:
+    """Reduce one row (a record with the listing columns and ``tombstone``; ``source_fp`` if any)."""
+    updated_at: datetime | None = record["updated_at"]
+    return _as_row((
+        int(record["id"]), version_of(updated_at) if updated_at is not None else None, record["tombstone"],
+        bool(record["is_conversion"]), record.get(SOURCE_FP), cast("Mapping[str, Any]", record),
+    ))  # fmt: skip
 
 
-async def _helper_pages(settings: Settings, page: int) -> AsyncIterator[list[ListingRow]]:
-    """The pages as a helper process reads and reduces them, the next one always on its way."""
-    loop = asyncio.get_running_loop()
-    executor = ProcessPoolExecutor(
-        max_workers=1,
-        # spawn, not fork: the auditing process runs threads (the event loop's, the edge engine's)
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_helper_start,
-        initargs=(settings,),
-    )
-    try:
-        pending = loop.run_in_executor(executor, _helper_page, 0, page)
-        while rows := await pending:
-            pending = loop.run_in_executor(executor, _helper_page, rows[-1][0], page)
-            yield list(map(_as_row, rows))
-    finally:
-        # waits for the page in flight (at most one) and the process's exit, off the event loop
-        await asyncio.shield(asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True))
+class TextCheck:
+    """Whether a point's text hash is the hash of its row's text as the row is now."""
 
+    def __init__(self, template: str) -> None:
+        self._template = template
+        self._key = source_keyer(template)
+        #: Rows rendered (their keys did not settle it): what an audit could not spare.
+        self.rendered = 0
 
-#: The helper process's event loop, pool and template (set once by ``_helper_start``).
-_helper: dict[str, Any] = {}
-
-
-def _helper_start(settings: Settings) -> None:
-    configure_logging(settings.log_level, settings.log_format)
-    loop = asyncio.new_event_loop()
-    one = settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 1})
-    _helper.update(loop=loop, pool=loop.run_until_complete(create_pool(one)), template=settings.text_template)
-    atexit.register(_helper_stop)
-
-
-def _helper_stop() -> None:
-    """Close the connection as the process exits (PostgreSQL then logs no dropped client)."""
-    loop: asyncio.AbstractEventLoop = _helper["loop"]
-    loop.run_until_complete(_helper["pool"].close())
-    loop.close()
-
-
-def _helper_page(after: int, page: int) -> list[tuple[Any, ...]]:
-    """One page, reduced, as plain tuples (a ``ListingRow`` is pickled and rebuilt through a
-    Python-level ``__new__`` per row; a tuple of ints and strings crosses in C)."""
-    loop: asyncio.AbstractEventLoop = _helper["loop"]
-    records = loop.run_until_complete(queries.listing_page(_helper["pool"], after=after, page=page))
-    return [tuple(row) for row in _reduce(records, _helper["template"])]
+    def __call__(self, row: ListingRow, point: StoredListing) -> bool:
+        key, fingerprint = point.source_key, row.fingerprint
+        if key is not None and fingerprint is not None and key == self._key(fingerprint, point.text_hash):
+            return True
+        self.rendered += 1
+        return point.text_hash == text_hash(build_text(row.source, self._template))

@@ -48,6 +48,7 @@ from finally_indexer.core.streams import StreamEntry
 from finally_indexer.db import failures, jobs, products, state, tombstones
 from finally_indexer.db.failures import Failure
 from finally_indexer.db.jobs import BatchCounts, BatchUsage
+from finally_indexer.db.products import SOURCE_FP
 from finally_indexer.db.state import IndexedListing
 from finally_indexer.processor.cost import Usage, requests_needed, usd
 from finally_indexer.processor.deadletter import DeadLetters
@@ -55,7 +56,8 @@ from finally_indexer.processor.dependencies import Dependency, calling
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
 from finally_indexer.processor.outbox import relay_soon, stage
-from finally_indexer.processor.stores.points import MODEL_KEY
+from finally_indexer.processor.source_keys import source_keyer
+from finally_indexer.processor.stores.points import MODEL_KEY, SOURCE_KEY
 from finally_indexer.processor.texts import build_text, payload_for, text_hash, version_of
 from finally_indexer.processor.vectorstore import ListingPoint, PayloadUpdate, VectorStore
 from finally_indexer.schemas.jobs import Operation
@@ -253,19 +255,26 @@ class Indexer:
         a row whose text then changed back) could replace the point after we flagged the row.
         """
         if listings:
-            updates = [
-                PayloadUpdate(
-                    x.product_id, x.version, x.hash, payload_for(x.row) | {MODEL_KEY: self._embedder.model}
-                )
-                for x in listings
-            ]
+            updates = [PayloadUpdate(x.product_id, x.version, x.hash, self._payload(x)) for x in listings]
             await self._store.update_payloads(updates)
 
     def _point(self, x: _Listing, vector: list[float]) -> ListingPoint:
-        payload = payload_for(x.row) | {MODEL_KEY: self._embedder.model}
         return ListingPoint(
-            product_id=x.product_id, vector=vector, version=x.version, text_hash=x.hash, payload=payload
+            product_id=x.product_id,
+            vector=vector,
+            version=x.version,
+            text_hash=x.hash,
+            payload=self._payload(x),
         )
+
+    def _payload(self, x: _Listing) -> dict[str, Any]:
+        """The point's payload: the row's columns, the model, and the source key an audit checks
+        instead of rendering the row again (``processor.source_keys``)."""
+        payload = payload_for(x.row) | {MODEL_KEY: self._embedder.model}
+        fingerprint = x.row.get(SOURCE_FP)
+        if fingerprint is not None:
+            payload[SOURCE_KEY] = source_keyer(self._template)(fingerprint, x.hash)
+        return payload
 
     async def _commit(
         self, entry: StreamEntry, batch: BatchMessage, outcome: _Outcome, usage: BatchUsage, deliveries: int

@@ -45,6 +45,7 @@ class StoredListing:
     version: int
     text_hash: str
     model: str | None = None  # the embedding model named in the payload (None: written without one)
+    source_key: str | None = None  # see processor.source_keys (None: written without one)
     payload: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 

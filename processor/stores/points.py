@@ -19,6 +19,7 @@ __all__ = [
     "MODEL_KEY",
     "PRODUCT_ID_KEY",
     "SCROLL_PAGE",
+    "SOURCE_KEY",
     "TEXT_HASH_KEY",
     "VERSION_KEY",
     "point_payload",
@@ -30,6 +31,8 @@ TEXT_HASH_KEY = "text_hash"
 PRODUCT_ID_KEY = "product_id"
 #: The embedding model that made the vector (set by the indexer; audits compare it with the settings).
 MODEL_KEY = "model"
+#: The point's source key (``processor.source_keys``): lets an audit trust its text hash unrendered.
+SOURCE_KEY = "source_key"
 #: Points per scroll page in ``scan``: payload only, so a page is a few hundred kilobytes.
 SCROLL_PAGE = 1_000
 
@@ -52,5 +55,6 @@ def stored_listing(point_id: Any, payload: dict[str, Any] | None) -> StoredListi
         version=int(payload.get(VERSION_KEY) or 0),
         text_hash=str(payload.get(TEXT_HASH_KEY) or ""),
         model=str(payload[MODEL_KEY]) if payload.get(MODEL_KEY) is not None else None,
+        source_key=str(payload[SOURCE_KEY]) if payload.get(SOURCE_KEY) is not None else None,
         payload=payload,
     )

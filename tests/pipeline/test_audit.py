@@ -7,6 +7,7 @@ overridden here with both).
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,10 +22,11 @@ from finally_indexer.core import metrics
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import audit as audit_queries
 from finally_indexer.processor import audit as audit_module
-from finally_indexer.processor import audit_rows
+from finally_indexer.processor import audit_merge, audit_rows
 from finally_indexer.processor.audit import AuditBusy, Auditor, run_scheduled
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.texts import build_text
 from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
 
 LISTINGS = 20
@@ -236,21 +238,109 @@ async def test_flag_corrections_are_applied_in_bounded_chunks(
     assert sum(n for v, n in (await auditor.run())["counts"].items() if v != "ok") == 0
 
 
-async def test_a_helper_process_reduces_the_rows_of_a_large_table_to_the_same_verdicts(
+async def test_keyset_pages_smaller_than_the_table_give_the_same_verdicts(
     *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings,
     auditor: Auditor, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     await add_listings(pool, 1, LISTINGS)
     await _indexed(pipeline, redis, settings)
     await _corrupt_each_way(pool, store, settings)
+    whole = await auditor.run()
+
     monkeypatch.setattr(audit_module, "PAGE", 3)  # keyset pages across the whole table
-    in_process = await auditor.run()
+    monkeypatch.setattr(audit_module, "READ_AHEAD_BATCH", 4)  # and scroll batches out of step with them
+    paged = await auditor.run(repair=True)
 
-    monkeypatch.setattr(audit_rows, "HELPER_MIN_LISTINGS", 0)  # the table counts as large
-    helped = await auditor.run(repair=True)
-
-    assert helped["counts"] == in_process["counts"] == {"ok": LISTINGS - 4, **DRIFTED}
-    assert helped["samples"] == in_process["samples"]
-    assert helped["flags_corrected"] == 1
+    assert paged["counts"] == whole["counts"] == {"ok": LISTINGS - 4, **DRIFTED}
+    assert paged["samples"] == whole["samples"]
+    assert paged["flags_corrected"] == 1
     await pipeline.drain()
     assert sum(n for v, n in (await auditor.run())["counts"].items() if v != "ok") == 0
+
+
+def _count_renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the rows the audit renders (and hashes) to judge their points' text hashes."""
+    rendered: list[int] = []
+
+    def counted(row: Any, template: str) -> str:
+        rendered.append(int(row["id"]))
+        return build_text(row, template)
+
+    monkeypatch.setattr(audit_rows, "build_text", counted)
+    return rendered
+
+
+async def test_points_the_indexer_wrote_are_judged_by_their_source_keys_without_rendering(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], settings: Settings, auditor: Auditor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+    rendered = _count_renders(monkeypatch)
+
+    report = await auditor.run()
+
+    assert report["counts"]["ok"] == LISTINGS
+    assert rendered == []  # every key matched: no row rendered
+
+
+async def test_what_a_source_key_cannot_vouch_for_is_rendered_and_judged_as_before(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings,
+    auditor: Auditor, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+    # a row edited in place, its updated_at kept: only its text tells
+    await pool.execute("UPDATE products SET content = content || ' 몰래' WHERE id = 5")
+    # a text hash edited by hand, the source key kept
+    held = (await store.get([6]))[6]
+    assert held.source_key is not None
+    await store.upsert([ListingPoint(6, [0.5] * settings.vector_size, held.version, "0" * 64, held.payload)])
+    # an edit that leaves the text as it was (surrounding blanks are stripped): the key differs, the text not
+    await pool.execute("UPDATE products SET title = title || '   ' WHERE id = 7")
+    # a point written without a key (by an indexer from before keys), right otherwise
+    held = (await store.get([8]))[8]
+    keyless = {k: v for k, v in held.payload.items() if k != "source_key"}
+    await store.delete([8])
+    await store.upsert([ListingPoint(8, [0.5] * settings.vector_size, held.version, held.text_hash, keyless)])
+    rendered = _count_renders(monkeypatch)
+
+    report = await auditor.run()
+
+    assert report["samples"] == {"stale": [5, 6]}
+    assert sorted(rendered) == [5, 6, 7, 8]
+
+
+async def test_another_template_makes_every_point_stale(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+    other = settings.model_copy(update={"text_template": "{title}\n{content}"})
+
+    report = await Auditor(pool=pool, redis=redis, store=store, settings=other).run()
+
+    assert report["counts"]["stale"] == LISTINGS
+
+
+async def test_the_collector_spares_what_the_process_held_during_an_audit_and_only_then(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], settings: Settings, auditor: Auditor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+    frozen_while_judging: list[int] = []
+
+    class Watched(audit_merge.PageJudge):
+        def judge(self, *args: Any, **kwargs: Any) -> tuple[int, list[audit_merge.Judged]]:
+            frozen_while_judging.append(gc.get_freeze_count())
+            return super().judge(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "PageJudge", Watched)
+    assert gc.get_freeze_count() == 0
+
+    await auditor.run()
+
+    assert frozen_while_judging
+    assert min(frozen_while_judging) > 0  # the modules, the fixtures...
+    assert gc.get_freeze_count() == 0  # handed back to the collector
