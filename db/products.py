@@ -45,14 +45,17 @@ SOURCE_FP: Final = "source_fp"
 
 
 def source_fingerprint(alias: str) -> str:
-    """The SQL of a row's source fingerprint: ``md5`` of its text columns as one row value.
+    """The SQL of a row's source fingerprint: SHA-256 of its text columns as one row value.
+
+    SHA-256, not ``md5()``: a PostgreSQL in FIPS mode refuses ``md5()``, and this expression is in
+    the indexer's own read of every listing.
 
     Computed by PostgreSQL in the very read a text is rendered from (see ``processor.source_keys``):
     any change to a text column changes it; a change it cannot see (a session setting that formats a
     value differently) only makes the audit render that row again.
     """
     columns = ", ".join(f"{alias}.{column}" for column in TEXT_COLUMNS)
-    return f"md5(row({columns})::text) AS {SOURCE_FP}"
+    return f"encode(sha256(convert_to(row({columns})::text, 'UTF8')), 'hex') AS {SOURCE_FP}"
 
 
 # A listing needs indexing when it is not flagged, was never written, or changed since it was.

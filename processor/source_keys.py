@@ -6,7 +6,7 @@ audit's work (a million rows take a core for ~17 s). So every point the indexer 
 carries a *source key*: a keyed hash of
 
 - the row's **source fingerprint**, computed by PostgreSQL in the same read the text was
-  rendered from (``md5`` of the text columns, :data:`~finally_indexer.db.products.SOURCE_FINGERPRINT`),
+  rendered from (SHA-256 of the text columns, :data:`~finally_indexer.db.products.SOURCE_FINGERPRINT`),
 - the point's **text hash**,
 - keyed by the **rendering**: the template, what it renders a set of probe rows as, and
   :data:`RENDERING_REVISION`.
