@@ -56,6 +56,8 @@ async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
             )
             # events a crash or a failed XADD left in the outbox (the fast path relays the others)
             tasks.create_task(run_relay(pipeline.pool, pipeline.events, stop=stop))
+            if pipeline.generations is not None:  # finish builds, follow the record, drop old ones
+                tasks.create_task(pipeline.generations.run(stop=stop))
             if settings.audit_interval_s > 0:
                 auditor = Auditor(
                     pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store, settings=settings
