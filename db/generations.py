@@ -221,3 +221,9 @@ async def build_progress(db: DB, job_id: str) -> BuildProgress | None:
     if row is None:
         return None
     return BuildProgress(str(row["status"]), int(row["total"]), int(row["done"]), row["created_at"])
+
+
+async def status_of(db: DB, name: str) -> str | None:
+    """The status of generation ``name`` (None: no such generation)."""
+    status = await db.fetchval("SELECT status FROM index_generations WHERE name = $1", name)
+    return str(status) if status is not None else None

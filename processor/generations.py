@@ -56,6 +56,7 @@ __all__ = [
     "GENERATIONS_POLL_S",
     "Generations",
     "NothingToRollBack",
+    "ServingAuditor",
     "embedding_record",
     "identity_of",
     "rollback",
@@ -224,6 +225,12 @@ class Generations:
             raise RuntimeError("no serving generation after recording one")
         return serving
 
+    async def serves_own_identity(self) -> bool:
+        """Whether the serving generation was built with this process's identity (after a switch
+        to another model it is not, until the process restarts with the new settings)."""
+        serving = await records.serving(self._pool, self.served)
+        return serving is not None and row_identity(serving) == self._identity
+
     # --- routing ------------------------------------------------------------------------------------
     async def indexer(self, row: GenerationRow) -> Indexer:
         """The indexer of generation ``row`` (its collection opened and checked on first use)."""
@@ -383,3 +390,23 @@ class Generations:
         for embedder in owned:
             with contextlib.suppress(Exception):
                 await embedder.aclose()
+
+
+class ServingAuditor(Auditor):
+    """The scheduled audit of a worker with generations: it audits only while the serving
+    generation has the worker's own identity. After a switch to another model, a worker still on
+    the old settings would find every listing ``wrong_model`` and queue forced re-embeds of all
+    of them; it skips (with a warning) until it is restarted with the new settings."""
+
+    def __init__(self, generations: Generations, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._generations = generations
+
+    async def due(self, *, within_s: float) -> bool:
+        if not await self._generations.serves_own_identity():
+            log.warning(
+                "scheduled_audit_skipped",
+                reason="the serving generation was built with other settings: restart with them",
+            )
+            return False
+        return await super().due(within_s=within_s)
