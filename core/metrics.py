@@ -288,7 +288,7 @@ AUDIT_DRIFT_STREAK = Gauge(
 
 # --- generations (reindex) ---
 REINDEX_TOTAL = Gauge(
-    "reindex_listings_total",
+    "reindex_listings_covered",
     "Listings the running reindex covers (0 when no generation is being built).",
     namespace=NS,
     registry=REGISTRY,

@@ -17,6 +17,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_409_CONFLICT
 from litestar.types import ControllerRouterHandler
 
+from finally_indexer.core.errors import ConfigurationError
 from finally_indexer.core.settings import Settings
 from finally_indexer.db.failures import FailureFilter
 from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
@@ -88,7 +89,7 @@ def sync_estimate(found: Estimate) -> SyncEstimate:
         "Re-embeds every listing with the API process's embedding settings into a new collection, in the "
         "background, through the workers; the served name switches to it once it is complete and its audit "
         "finds no drift (the replaced one is kept for `finally-indexer rollback`). Answers 202 with the job "
-        "id; 409 while another reindex runs. With dry_run, queues nothing and answers 200 with the estimate."
+        "id; 409 while another reindex runs (or before a worker recorded the serving one). With dry_run, queues nothing and answers 200 with the estimate."
     ),
     responses={HTTP_200_OK: ResponseSpec(SyncEstimate, description="dry_run: the estimate; nothing queued")},
 )
@@ -103,7 +104,7 @@ async def reindex(
         return Response(sync_estimate(found), status_code=HTTP_200_OK)
     try:
         started = await start_reindex(deps.pool, deps.redis, settings, requested_by=data.requested_by)
-    except ReindexBusy as exc:
+    except (ReindexBusy, ConfigurationError) as exc:  # one is building, or no worker recorded one yet
         raise HTTPException(status_code=HTTP_409_CONFLICT, detail=str(exc)) from exc
     location = f"/jobs/{started.job_id}"
     body = ReindexAccepted(

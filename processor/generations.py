@@ -68,8 +68,9 @@ log = structlog.get_logger(__name__)
 
 #: Seconds between two steps of a worker's generations loop (finish a build, follow the record).
 GENERATIONS_POLL_S: Final = 2.0
-#: Audits of a completed build that may find drift before the build is given up.
-MAX_BUILD_AUDITS: Final = 3
+#: Audits of a completed build that may find drift before the build is given up (live updates still
+#: in flight when an audit reads are drift too: a busy catalogue may need a few rounds).
+MAX_BUILD_AUDITS: Final = 10
 #: The settings a generation's vectors depend on, recorded with it (no secret among them).
 EMBEDDING_FIELDS: Final = (
     "embedder",

@@ -42,6 +42,9 @@ OLD_SIZE, NEW_SIZE = 256, 512
 #: (a numpy scan, and a reader counting and searching every 50 ms on the same thread) took over
 #: ten minutes for 5,000 on a shared 2-core machine, so it re-indexes 1,000.
 LISTINGS = {VectorStoreKind.EDGE: 5_000, VectorStoreKind.LOCAL: 1_000}
+#: Seconds between two listing updates: local mode indexes an update (two generations, two
+#: embedders) in about 0.2 s there, so faster updates would only pile up behind the build.
+UPDATE_EVERY_S = {VectorStoreKind.EDGE: 0.1, VectorStoreKind.LOCAL: 0.5}
 READ_EVERY_S = 0.05
 
 
@@ -94,14 +97,25 @@ async def _sync_all(pipeline: Pipeline, redis: Redis) -> None:
 
 
 async def _until_switched(pipeline: Pipeline, generation: str, *, done: asyncio.Event) -> None:
-    """The worker's loop in drain mode: process what is queued, take a generations step."""
+    """The worker in drain mode: one task processes what is queued, another takes the generations
+    steps (as a worker's own task does), until the served name serves ``generation``."""
     generations, _ = _parts(pipeline)
-    while not done.is_set():
-        await pipeline.drain(timeout_s=600)
-        await generations.step()
-        if await records.status_of(pipeline.pool, generation) == "serving":
-            done.set()
-        await asyncio.sleep(0.02)
+
+    async def steps() -> None:
+        while not done.is_set():
+            await generations.step()
+            if await records.status_of(pipeline.pool, generation) == "serving":
+                done.set()
+            await asyncio.sleep(0.05)
+
+    async def drains() -> None:
+        while not done.is_set():
+            await pipeline.drain(timeout_s=600)
+            await asyncio.sleep(0.02)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(steps())
+        tasks.create_task(drains())
 
 
 @dataclass
@@ -147,9 +161,9 @@ async def _read_alias(
 
 
 async def _update_listings(
-    pipeline: Pipeline, redis: Redis, updated: set[int], *, listings: int, stop: asyncio.Event
+    pipeline: Pipeline, redis: Redis, updated: set[int], *, listings: int, every_s: float, stop: asyncio.Event
 ) -> None:
-    """Change a random listing's text and queue its sync, as the scraper does, every 100 ms."""
+    """Change a random listing's text and queue its sync, as the scraper does, every ``every_s``."""
     rng = random.Random(7)
     n = 0
     while not stop.is_set():
@@ -162,7 +176,7 @@ async def _update_listings(
         )
         await push(redis, pipeline.settings, {"operation": "sync", "product_ids": [product_id]})
         updated.add(product_id)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(every_s)
 
 
 def served_name(pipeline: Pipeline) -> str:
@@ -194,7 +208,11 @@ async def test_reindex_to_another_model_and_size_under_reads_and_updates_then_ro
         _read_alias(worker, family, models, reads, listings=listings, stop=read_enough)
     )
     async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(_update_listings(worker, redis, updated, listings=listings, stop=done))
+        tasks.create_task(
+            _update_listings(
+                worker, redis, updated, listings=listings, every_s=UPDATE_EVERY_S[kind], stop=done
+            )
+        )
         tasks.create_task(_until_switched(worker, started.generation, done=done))
     await worker.drain(timeout_s=600)  # the updates queued as the switch happened
     await generations.step()
