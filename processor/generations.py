@@ -68,9 +68,13 @@ log = structlog.get_logger(__name__)
 
 #: Seconds between two steps of a worker's generations loop (finish a build, follow the record).
 GENERATIONS_POLL_S: Final = 2.0
-#: Audits of a completed build that may find drift before the build is given up (live updates still
-#: in flight when an audit reads are drift too: a busy catalogue may need a few rounds).
+#: Audits of a completed build in a row that may find more than ``DRIFT_NOISE`` before the build
+#: is given up.
 MAX_BUILD_AUDITS: Final = 10
+#: Share of the listings an audit of a build may find drifted without counting toward giving up:
+#: a listing updated while the audit reads, its sync still queued, is drift too, so a busy catalogue
+#: shows a few at every audit; the build keeps being audited (and repaired) until one finds none.
+DRIFT_NOISE: Final = 0.01
 #: The settings a generation's vectors depend on, recorded with it (no secret among them).
 EMBEDDING_FIELDS: Final = (
     "embedder",
@@ -312,9 +316,10 @@ class Generations:
             return
         if progress.status != "completed" or not await self._repairs_done(build.name):
             return
-        drift = await self._audit(build)
-        if drift is None:
+        audited = await self._audit(build)
+        if audited is None:
             return
+        drift, listings = audited
         if drift == 0:
             if await records.promote(
                 self._pool,
@@ -325,13 +330,16 @@ class Generations:
             ):
                 await self.follow()
             return
+        if drift <= DRIFT_NOISE * max(listings, 1):  # updates in flight: audit again, no strike
+            self._audits[build.name] = 0
+            return
         self._audits[build.name] = self._audits.get(build.name, 0) + 1
         if self._audits[build.name] >= MAX_BUILD_AUDITS:
             await records.fail_build(self._pool, build.name, f"{drift} listings still drifted after repairs")
             log.error("generation_build_failed", generation=build.name, drift=drift)
 
-    async def _audit(self, build: GenerationRow) -> int | None:
-        """Audit the built generation with repair; its drift (None: another audit of it runs)."""
+    async def _audit(self, build: GenerationRow) -> tuple[int, int] | None:
+        """Audit the built generation with repair; its drift and listings (None: another audit of it runs)."""
         settings = settings_for(self._settings, build).model_copy(update={"collection": build.name})
         store = (await self.indexer(build)).store
         auditor = Auditor(pool=self._pool, redis=self._redis, store=store, settings=settings)
@@ -347,7 +355,7 @@ class Generations:
             drift=drift,
             repair_jobs=len(report["repair_job_ids"]),
         )
-        return int(drift)
+        return int(drift), int(report["listings"])
 
     async def _repairs_done(self, name: str) -> bool:
         """Whether the repair jobs the last audit of ``name`` queued have all finished."""
