@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -71,6 +72,9 @@ GENERATIONS_POLL_S: Final = 2.0
 #: Audits of a completed build in a row that may find more than ``DRIFT_NOISE`` before the build
 #: is given up.
 MAX_BUILD_AUDITS: Final = 10
+#: Seconds between the end of an audit of a build that found drift and the next one, plus that
+#: audit's own duration: a build under constant updates is audited at most half the time.
+REAUDIT_PAUSE_S: Final = 5.0
 #: Share of the listings an audit of a build may find drifted without counting toward giving up:
 #: a listing updated while the audit reads, its sync still queued, is drift too, so a busy catalogue
 #: shows a few at every audit; the build keeps being audited (and repaired) until one finds none.
@@ -176,6 +180,7 @@ class Generations:
         self._opening = asyncio.Lock()
         self._audits: dict[str, int] = {}  # build -> audits that found drift
         self._repairs: dict[str, list[str]] = {}  # build -> repair jobs its last audit queued
+        self._next_audit: dict[str, float] = {}  # build -> monotonic time its next audit may start
 
     @property
     def served(self) -> str:
@@ -316,6 +321,8 @@ class Generations:
             return
         if progress.status != "completed" or not await self._repairs_done(build.name):
             return
+        if time.monotonic() < self._next_audit.get(build.name, 0.0):
+            return
         audited = await self._audit(build)
         if audited is None:
             return
@@ -343,10 +350,13 @@ class Generations:
         settings = settings_for(self._settings, build).model_copy(update={"collection": build.name})
         store = (await self.indexer(build)).store
         auditor = Auditor(pool=self._pool, redis=self._redis, store=store, settings=settings)
+        started = time.monotonic()
         try:
             report = await auditor.run(repair=True, requested_by=f"reindex {build.name}")
         except AuditBusy:
             return None
+        # the next audit of a build that drifted waits: never audit back to back (a full scan)
+        self._next_audit[build.name] = time.monotonic() + REAUDIT_PAUSE_S + (time.monotonic() - started)
         self._repairs[build.name] = list(report["repair_job_ids"])
         drift = sum(n for verdict, n in report["counts"].items() if verdict != "ok")
         log.info(

@@ -43,9 +43,13 @@ OLD_SIZE, NEW_SIZE = 256, 512
 #: on a loaded 2-core machine and indexed updates slower than one a second arrived, so ~30 were
 #: always in flight and every audit of the build found them as drift (no switch).
 LISTINGS = {VectorStoreKind.EDGE: 5_000, VectorStoreKind.LOCAL: 1_000}
-#: Seconds between two listing updates (local mode indexes one in a good part of a second there).
+#: Seconds between two listing updates while the build runs (local mode indexes one in a good
+#: part of a second there). They stop when the build job ends: updates arriving faster than they
+#: are indexed would be in flight at every audit of the new generation (drift: no switch).
 UPDATE_EVERY_S = {VectorStoreKind.EDGE: 0.1, VectorStoreKind.LOCAL: 0.5}
 READ_EVERY_S = 0.05
+#: A bound on the build and switch of the acceptance test: a hang fails it instead of waiting.
+SWITCH_TIMEOUT_S = 600
 
 
 def _old(settings: Settings, kind: VectorStoreKind, root: Path) -> Settings:
@@ -94,6 +98,15 @@ def _parts(pipeline: Pipeline) -> tuple[Generations, Family]:
 async def _sync_all(pipeline: Pipeline, redis: Redis) -> None:
     await push(redis, pipeline.settings, {"operation": "sync", "product_ids": "all", "scope": "all"})
     await pipeline.drain(timeout_s=600)
+
+
+async def _until_built(pipeline: Pipeline, job_id: str, *, built: asyncio.Event) -> None:
+    """Set ``built`` once the build job has ended (every listing is in the new generation)."""
+    while not built.is_set():
+        progress = await records.build_progress(pipeline.pool, job_id)
+        if progress is not None and progress.status not in {"pending", "running"}:
+            built.set()
+        await asyncio.sleep(0.1)
 
 
 async def _until_switched(pipeline: Pipeline, generation: str, *, done: asyncio.Event) -> None:
@@ -207,12 +220,14 @@ async def test_reindex_to_another_model_and_size_under_reads_and_updates_then_ro
     reader = asyncio.create_task(
         _read_alias(worker, family, models, reads, listings=listings, stop=read_enough)
     )
-    async with asyncio.TaskGroup() as tasks:
+    built = asyncio.Event()  # the build job has completed: updates stop, the audit can find no drift
+    async with asyncio.timeout(SWITCH_TIMEOUT_S), asyncio.TaskGroup() as tasks:
         tasks.create_task(
             _update_listings(
-                worker, redis, updated, listings=listings, every_s=UPDATE_EVERY_S[kind], stop=done
+                worker, redis, updated, listings=listings, every_s=UPDATE_EVERY_S[kind], stop=built
             )
         )
+        tasks.create_task(_until_built(worker, started.job_id, built=built))
         tasks.create_task(_until_switched(worker, started.generation, done=done))
     await worker.drain(timeout_s=600)  # the updates queued as the switch happened
     await generations.step()
