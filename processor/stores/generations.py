@@ -25,6 +25,7 @@ adopted generation cannot be rolled back to (docs/operations.md says so).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -102,6 +103,13 @@ class Family(Protocol):
         ...
 
 
+def _classified(op: str) -> contextlib.AbstractContextManager[None]:
+    """qdrant-client's errors as the service's (unreachable → DependencyUnavailable …)."""
+    from finally_indexer.processor.stores.qdrant_server import _classified as classified  # noqa: PLC0415
+
+    return classified(op)
+
+
 def family_of(store: VectorStore) -> Family | None:
     """The generations behind ``store`` when it is a served store (None: a plain collection)."""
     family = getattr(store, "generations", None)
@@ -125,16 +133,18 @@ class AliasFamily:
         )
 
     async def current(self) -> str | None:
-        response = await self._client.get_aliases()
+        with _classified("get_aliases"):
+            response = await self._client.get_aliases()
         for alias in response.aliases:
             if alias.alias_name == self.served:
                 return alias.collection_name
         return None
 
     async def exists(self, name: str) -> bool:
-        if name == self.served:  # the served name is a collection only when it is no alias
-            return await self.current() is None and await self._client.collection_exists(name)
-        return await self._client.collection_exists(name)
+        if name == self.served and await self.current() is not None:
+            return False  # the served name is a collection only when it is no alias
+        with _classified("collection_exists"):
+            return await self._client.collection_exists(name)
 
     async def point(self, name: str, vector_size: int) -> None:
         from qdrant_client import models as m  # noqa: PLC0415
@@ -144,19 +154,23 @@ class AliasFamily:
         if current == name or (current is None and name == self.served):
             return
         operations: list[Any] = []
-        if current is not None:
-            operations.append(m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=self.served)))
-        elif await self._client.collection_exists(self.served):
-            # an adopted collection holds the name the alias needs: Qdrant has no rename
-            await self._client.delete_collection(self.served)
-        operations.append(
-            m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name=name, alias_name=self.served))
-        )
-        await self._client.update_collection_aliases(change_aliases_operations=operations)
+        with _classified("update_collection_aliases"):
+            if current is not None:
+                operations.append(m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=self.served)))
+            elif await self._client.collection_exists(self.served):
+                # an adopted collection holds the name the alias needs: Qdrant has no rename
+                await self._client.delete_collection(self.served)
+            operations.append(
+                m.CreateAliasOperation(
+                    create_alias=m.CreateAlias(collection_name=name, alias_name=self.served)
+                )
+            )
+            await self._client.update_collection_aliases(change_aliases_operations=operations)
 
     async def drop(self, name: str) -> None:
         if name != await self.current():
-            await self._client.delete_collection(name)
+            with _classified("delete_collection"):
+                await self._client.delete_collection(name)
 
 
 # --- Qdrant Edge: the service's pointer file ---------------------------------------------------------
