@@ -17,17 +17,26 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from finally_indexer.core import roles
 from finally_indexer.core.console import console_enabled, human_duration, run_console
 from finally_indexer.core.errors import BrokerUnrecoverable, ConfigurationError
 from finally_indexer.core.logging import configure_logging
 from finally_indexer.core.redis_client import open_redis
-from finally_indexer.core.settings import Settings, load_settings
+from finally_indexer.core.settings import Settings, VectorStoreKind, load_settings
+from finally_indexer.db import generations as generation_records
 from finally_indexer.db.dev_schema import ensure_dev_products
 from finally_indexer.db.grants import GrantPlan, grant_script
 from finally_indexer.db.migrate import upgrade
@@ -38,8 +47,12 @@ from finally_indexer.processor.audit import AuditBusy, Auditor, Verdict
 from finally_indexer.processor.embedders.factory import budget_limits
 from finally_indexer.processor.enqueue import enqueue_job
 from finally_indexer.processor.estimate import Estimate, dry_run
+from finally_indexer.processor.generations import NothingToRollBack, rollback
 from finally_indexer.processor.pipeline import Connections
 from finally_indexer.processor.redis_acl import PASSWORD_PLACEHOLDER, acl_setuser_line
+from finally_indexer.processor.reindex import ReindexBusy, Started, estimate_reindex, start_reindex
+from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.stores.generations import family_of
 from finally_indexer.schemas.api import SyncRequest
 
 log = structlog.get_logger(__name__)
@@ -49,6 +62,8 @@ Command = Callable[[Settings, argparse.Namespace, asyncio.Event], Awaitable[None
 #: Exit codes: 2 for bad configuration (as argparse uses for bad arguments), 1 for other failures.
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+#: Seconds between two looks at a reindex ``reindex`` follows.
+FOLLOW_POLL_S = 1.0
 #: Listings ``up`` seeds into an empty ``products`` table: the size of the real catalogue.
 DEMO_LISTINGS = 30_000
 #: Said (on stderr) when ``check-config --acl-password-hash`` prints the password's hash.
@@ -117,6 +132,72 @@ def estimate_summary(found: Estimate) -> str:
             "nothing was queued",
         ]
     )
+
+
+async def cmd_reindex(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Build a new generation of the collection with these settings (EMBEDDING_MODEL, VECTOR_SIZE,
+    TEXT_TEMPLATE …) from PostgreSQL, in the background, through the workers; the served name
+    switches to it once it is complete and its audit finds no drift. ``--dry-run`` prints the
+    estimate and queues nothing."""
+    async with _pool(settings) as pool:
+        redis = open_redis(settings)
+        try:
+            if args.dry_run:
+                tpm, rpm = await budget_limits(settings, redis)
+                _say(estimate_summary(await estimate_reindex(pool, settings, tpm=tpm, rpm=rpm)))
+                return
+            started = await start_reindex(pool, redis, settings, requested_by="cli")
+        finally:
+            await redis.aclose()
+        _say(f"building generation {started.generation} (job {started.job_id}); serving: {started.serving}")
+        if args.wait:
+            await _follow_build(pool, settings, started, stop=stop)
+
+
+async def _follow_build(
+    pool: asyncpg.Pool[Any], settings: Settings, started: Started, *, stop: asyncio.Event
+) -> None:
+    """A progress bar of the build until the served name switches to it (or the build fails)."""
+    with Progress(
+        TextColumn("reindex"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("reindex", total=None)
+        while not stop.is_set():
+            progress = await generation_records.build_progress(pool, started.job_id)
+            if progress is not None and progress.total:
+                bar.update(task, completed=progress.done, total=progress.total)
+            status = await generation_records.status_of(pool, started.generation)
+            if status == "serving":
+                break
+            if status in ("failed", "dropped", None):
+                raise BuildFailed(f"generation {started.generation} was not built (status {status})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FOLLOW_POLL_S)
+    if not stop.is_set():
+        _say(f"switched: {settings.collection} now serves generation {started.generation}")
+
+
+class BuildFailed(RuntimeError):
+    """The generation a ``reindex`` followed was given up."""
+
+
+async def cmd_rollback(settings: Settings, _args: argparse.Namespace, _stop: asyncio.Event) -> None:
+    """Serve the generation a reindex replaced again (while it is kept: REINDEX_KEEP_S)."""
+    async with _pool(settings) as pool:
+        restored = await rollback(pool, settings)
+    if settings.vector_store is VectorStoreKind.LOCAL:
+        # local mode's files have one opener (the workers): they follow the record
+        _say(f"rolled back: the workers point {settings.collection} at {restored.name} within seconds")
+        return
+    store = build_vector_store(settings)
+    try:
+        family = family_of(store)
+        if family is not None:
+            await family.point(restored.name, restored.dimensions)
+    finally:
+        await store.aclose()
+    _say(f"rolled back: {settings.collection} now serves generation {restored.name}")
 
 
 async def cmd_bridge(settings: Settings, _args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -384,6 +465,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true",
         help="queue nothing: print what it would embed, skip and delete, its tokens, cost and duration",
     )  # fmt: skip
+    reindex = add("reindex", cmd_reindex, "build a new generation with these settings, then switch to it")
+    reindex.add_argument(
+        "--dry-run", action="store_true",
+        help="queue nothing: print what it would embed, its tokens, cost and duration",
+    )  # fmt: skip
+    reindex.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="queue the build and return at once"
+    )
+    add("rollback", cmd_rollback, "serve the generation the last reindex replaced again")
     add("bridge", cmd_bridge, "move legacy LPUSH jobs into the jobs stream")
     add("migrate", cmd_migrate, "apply database migrations (as MIGRATE_DATABASE_URL's role)")
     grants = add("grants", cmd_grants, "print the PostgreSQL GRANT statements of least privilege")
@@ -457,7 +547,18 @@ def _exit_code(exc: Exception) -> int:
     if isinstance(found, ConfigurationError):
         sys.stderr.write(f"{found}\n")
         return EXIT_CONFIG
-    if isinstance(found, (ServerError, AuditBusy, DriftFound, BrokerUnrecoverable)):
+    if isinstance(
+        found,
+        (
+            ServerError,
+            AuditBusy,
+            DriftFound,
+            BrokerUnrecoverable,
+            ReindexBusy,
+            NothingToRollBack,
+            BuildFailed,
+        ),
+    ):
         sys.stderr.write(f"error: {found}\n")
         return EXIT_FAILURE
     raise exc

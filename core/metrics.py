@@ -285,3 +285,23 @@ AUDIT_DRIFT_STREAK = Gauge(
     namespace=NS,
     registry=REGISTRY,
 )
+
+# --- generations (reindex) ---
+REINDEX_TOTAL = Gauge(
+    "reindex_listings_covered",
+    "Listings the running reindex covers (0 when no generation is being built).",
+    namespace=NS,
+    registry=REGISTRY,
+)
+REINDEX_DONE = Gauge(
+    "reindex_listings_done",
+    "Listings the running reindex has handled so far (0 when no generation is being built).",
+    namespace=NS,
+    registry=REGISTRY,
+)
+GENERATION_SWITCHES = Counter(
+    "generation_switches",
+    "Times this process pointed the served name at another generation (a reindex or a rollback).",
+    namespace=NS,
+    registry=REGISTRY,
+)

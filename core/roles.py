@@ -20,6 +20,7 @@ from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.server import serve_api, start_metrics_server
 from finally_indexer.processor.audit import Auditor, run_scheduled
 from finally_indexer.processor.bridge import Bridge
+from finally_indexer.processor.generations import ServingAuditor
 from finally_indexer.processor.housekeeping import run_housekeeping
 from finally_indexer.processor.outbox import run_relay
 from finally_indexer.processor.pipeline import Pipeline
@@ -56,10 +57,17 @@ async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
             )
             # events a crash or a failed XADD left in the outbox (the fast path relays the others)
             tasks.create_task(run_relay(pipeline.pool, pipeline.events, stop=stop))
+            if pipeline.generations is not None:  # finish builds, follow the record, drop old ones
+                tasks.create_task(pipeline.generations.run(stop=stop))
             if settings.audit_interval_s > 0:
-                auditor = Auditor(
-                    pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store, settings=settings
-                )
+                auditor = (
+                    Auditor(pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store, settings=settings)
+                    if pipeline.generations is None
+                    else ServingAuditor(
+                        pipeline.generations, pool=pipeline.pool, redis=pipeline.redis, store=pipeline.store,
+                        settings=settings,
+                    )
+                )  # fmt: skip
                 tasks.create_task(run_scheduled(auditor, interval_s=settings.audit_interval_s, stop=stop))
     finally:
         # Stops reading, waits up to SHUTDOWN_GRACE_S for handlers, cancels the rest (left pending).

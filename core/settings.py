@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # Audit
     audit_interval_s: int = Field(3_600, ge=0)
     audit_keep_reports: int = Field(100, ge=1)
+    #: Seconds a generation replaced by a reindex is kept (and still written) for ``rollback``
+    #: before housekeeping drops it.
+    reindex_keep_s: int = Field(86_400, ge=0)
 
     # HTTP
     http_host: str = "127.0.0.1"

@@ -12,10 +12,12 @@ from typing import Annotated
 
 from litestar import Response, post
 from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_409_CONFLICT
 from litestar.types import ControllerRouterHandler
 
+from finally_indexer.core.errors import ConfigurationError
 from finally_indexer.core.settings import Settings
 from finally_indexer.db.failures import FailureFilter
 from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
@@ -24,7 +26,16 @@ from finally_indexer.http.openapi import json_body
 from finally_indexer.processor.embedders.factory import budget_limits
 from finally_indexer.processor.enqueue import enqueue_job, requeue_failures
 from finally_indexer.processor.estimate import Estimate, dry_run
-from finally_indexer.schemas.api import RetryRequest, RetryResult, SyncAccepted, SyncEstimate, SyncRequest
+from finally_indexer.processor.reindex import ReindexBusy, estimate_reindex, start_reindex
+from finally_indexer.schemas.api import (
+    ReindexAccepted,
+    ReindexRequest,
+    RetryRequest,
+    RetryResult,
+    SyncAccepted,
+    SyncEstimate,
+    SyncRequest,
+)
 
 
 @post(
@@ -68,6 +79,42 @@ def sync_estimate(found: Estimate) -> SyncEstimate:
 
 
 @post(
+    "/reindex",
+    status_code=HTTP_202_ACCEPTED,
+    guards=[require_api_key],
+    security=[{SECURITY_SCHEME: []}],
+    tags=["jobs"],
+    summary="Build a new generation of the collection",
+    description=(
+        "Re-embeds every listing with the API process's embedding settings into a new collection, in the "
+        "background, through the workers; the served name switches to it once it is complete and its audit "
+        "finds no drift (the replaced one is kept for `finally-indexer rollback`). Answers 202 with the job "
+        "id; 409 while another reindex runs (or before a worker recorded the serving one). With dry_run, queues nothing and answers 200 with the estimate."
+    ),
+    responses={HTTP_200_OK: ResponseSpec(SyncEstimate, description="dry_run: the estimate; nothing queued")},
+)
+async def reindex(
+    data: Annotated[ReindexRequest, json_body(ReindexRequest)],
+    deps: NamedDependency[AppDeps],
+    settings: NamedDependency[Settings],
+) -> Response[ReindexAccepted | SyncEstimate]:
+    if data.dry_run:
+        tpm, rpm = await budget_limits(settings, deps.redis)
+        found = await estimate_reindex(deps.pool, settings, tpm=tpm, rpm=rpm)
+        return Response(sync_estimate(found), status_code=HTTP_200_OK)
+    try:
+        started = await start_reindex(deps.pool, deps.redis, settings, requested_by=data.requested_by)
+    except (ReindexBusy, ConfigurationError) as exc:  # one is building, or no worker recorded one yet
+        raise HTTPException(status_code=HTTP_409_CONFLICT, detail=str(exc)) from exc
+    location = f"/jobs/{started.job_id}"
+    body = ReindexAccepted(
+        job_id=started.job_id, generation=started.generation, serving=started.serving,
+        links={"self": location, "status": "/status"},
+    )  # fmt: skip
+    return Response(body, status_code=HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+@post(
     "/retry",
     status_code=HTTP_200_OK,
     guards=[require_api_key],
@@ -97,4 +144,4 @@ async def retry(
     )
 
 
-ROUTES: list[ControllerRouterHandler] = [sync, retry]
+ROUTES: list[ControllerRouterHandler] = [sync, reindex, retry]

@@ -70,6 +70,9 @@ async def refresh_gauges(projector: StatusProjector, pool: PgPool | None, redis:
             _set_db_gauges(await projector.database(pool))
             await refresh_audit_gauges(pool)
             m.EVENT_OUTBOX_ROWS.set(await outbox.pending(pool))
+            building = await projector.reindex(pool)
+            m.REINDEX_TOTAL.set(building.total if building else 0)
+            m.REINDEX_DONE.set(building.done if building else 0)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         log.warning("metrics_refresh_failed", dependency="postgres", error=repr(exc))
 

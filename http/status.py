@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from finally_indexer.core.settings import EmbedderKind, Settings
 from finally_indexer.core.streams import batch_group, jobs_group
 from finally_indexer.db import failures, reports
+from finally_indexer.db import generations as generation_records
 from finally_indexer.http.auth import require_read_key
 from finally_indexer.http.deps import AppDeps, PgPool
 from finally_indexer.http.jobs import cost, progress
@@ -36,6 +37,7 @@ from finally_indexer.schemas.status import (
     MinuteBucket,
     QueueFigures,
     RecentError,
+    ReindexFigures,
     StatusReport,
     Throughput,
 )
@@ -96,6 +98,7 @@ class StatusProjector:
             failures.recent_failures(pool, RECENT_ERRORS),
             self.embedding_budget(redis),
         )
+        building = await self.reindex(pool)
         return StatusReport(
             generated_at=datetime.fromtimestamp(time.time()).astimezone(),
             listings=db.listings,
@@ -107,7 +110,26 @@ class StatusProjector:
             failures_last_hour=db.failures_last_hour,
             recent_errors=[_recent_error(r) for r in error_rows],
             embedding_budget=budget,
+            reindex=building,
         )
+
+    async def reindex(self, pool: PgPool) -> ReindexFigures | None:
+        """The generation being built and its progress (None when no reindex runs)."""
+        served = self.settings.collection
+        build = await generation_records.building(pool, served)
+        if build is None:
+            return None
+        serving = await generation_records.serving(pool, served)
+        found = await generation_records.build_progress(pool, build.job_id) if build.job_id else None
+        done, total = (found.done, found.total) if found else (0, 0)
+        elapsed = max(time.time() - build.created_at.timestamp(), 1e-3)
+        rate = done / elapsed
+        return ReindexFigures(
+            generation=build.name, serving=serving.name if serving else None, job_id=build.job_id,
+            job_status=found.status if found else "pending", done=done, total=total,
+            listings_per_second=round(rate, 2), eta_seconds=round((total - done) / rate, 1) if rate > 0 else None,
+            started_at=build.created_at,
+        )  # fmt: skip
 
     async def embedding_budget(self, redis: Redis) -> EmbeddingBudget | None:
         """The shared embedding budget of the configured key and model (None: offline embedder)."""

@@ -137,6 +137,16 @@ class Indexer:
         self._template = text_template
         self._price = usd_per_million_tokens
 
+    @property
+    def store(self) -> VectorStore:
+        """The collection this indexer writes."""
+        return self._store
+
+    def use_store(self, store: VectorStore) -> None:
+        """Write ``store`` from now on: a generation's own collection rather than the served name,
+        which a switch may move to a collection of another model under a batch in flight."""
+        self._store = store
+
     async def handle(self, entry: StreamEntry, *, deliveries: int = 1) -> None:
         """Process one batch entry (or dead-letter it if unreadable). Failures propagate."""
         try:
@@ -151,6 +161,18 @@ class Indexer:
         usage = self._usage_of(outcome)  # priced once: the job's row and the metrics agree
         counted = await self._commit(entry, batch, outcome, usage, deliveries)
         await self._report(batch, outcome, accounted=usage if counted else None)
+
+    async def mirror(self, batch: BatchMessage) -> None:
+        """Apply a batch to this indexer's collection only: no commit, no events, no accounting.
+
+        For the generations that are not the record (one being built, one kept for a rollback):
+        the serving generation's :meth:`handle` commits the batch after every mirror succeeded.
+        Every effect is idempotent, so a redelivery mirrors again at no embedding cost.
+        """
+        if batch.operation is Operation.DELETE:
+            await self._delete(batch)
+        else:
+            await self._sync(batch)
 
     async def _delete(self, batch: BatchMessage) -> _Outcome:
         """Tombstone and remove the listings, except those whose row is newer than the delete."""

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.redis_client import open_redis
 from finally_indexer.core.settings import Settings
-from finally_indexer.core.streams import StreamGroup, batch_group, jobs_group
+from finally_indexer.core.streams import StreamEntry, StreamGroup, batch_group, jobs_group
 from finally_indexer.db.pool import create_pool
 from finally_indexer.processor.breaker import BreakerBoard, Breakers, board_key
 from finally_indexer.processor.bridge import Bridge
@@ -33,11 +33,13 @@ from finally_indexer.processor.drain import DrainReport, drain
 from finally_indexer.processor.embedders.factory import build_embedder
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.events import EventLog
+from finally_indexer.processor.generations import Generations
 from finally_indexer.processor.indexer import Indexer
 from finally_indexer.processor.outbox import relay_soon
 from finally_indexer.processor.planner import Planner
 from finally_indexer.processor.recovery import Republished, republish_unfinished
 from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.stores.generations import family_of
 from finally_indexer.processor.texts import template_hash
 from finally_indexer.processor.vectorstore import CollectionIdentity, VectorStore
 
@@ -115,6 +117,27 @@ def collection_identity(settings: Settings, embedder: Embedder) -> CollectionIde
     )
 
 
+def _generations(
+    settings: Settings, conns: Connections, events: EventLog, dead: DeadLetters
+) -> Generations | None:
+    """The generations behind the served store (None when the store has none)."""
+    family = family_of(conns.store)
+    if family is None:
+        return None
+    embedder = _require_embedder(conns)
+
+    def make_indexer(store: VectorStore, model: Embedder, own: Settings) -> Indexer:
+        return Indexer(
+            pool=conns.pool, store=store, embedder=model, events=events, dead_letters=dead,
+            text_template=own.text_template, usd_per_million_tokens=settings.usd_per_million_tokens(model.model),
+        )  # fmt: skip
+
+    return Generations(
+        pool=conns.pool, redis=conns.redis, settings=settings, family=family, embedder=embedder,
+        identity=collection_identity(settings, embedder), make_indexer=make_indexer,
+    )  # fmt: skip
+
+
 def _require_embedder(conns: Connections) -> Embedder:
     if conns.embedder is None:
         raise ValueError("a pipeline needs an embedder")
@@ -135,6 +158,8 @@ class Pipeline:
     consumer: Consumer
     planner_lane: Lane
     indexer_lane: Lane
+    #: The generations behind the served name (None: a store without them, e.g. a plain shard).
+    generations: Generations | None = None
     #: The groups :meth:`open` had to create: on a Redis that lost its data, unfinished work in
     #: PostgreSQL must be re-published (on a first start there is none).
     groups_created: tuple[StreamGroup, ...] = ()
@@ -158,14 +183,17 @@ class Pipeline:
             embedder=embedder,
             redis_options=WORKER_REDIS_OPTIONS,
         )
+        pipeline = cls.wire(settings, conns)
         try:
-            identity = collection_identity(settings, _require_embedder(conns))
-            await conns.store.ensure_collection(identity)
+            if pipeline.generations is not None:
+                # records (or adopts) the serving generation and checks this process's identity
+                await pipeline.generations.open_serving(pipeline.indexer)
+            else:
+                await conns.store.ensure_collection(collection_identity(settings, _require_embedder(conns)))
             created = await ensure_groups(conns.redis, settings)
         except BaseException:
-            await conns.aclose()
+            await pipeline.aclose()
             raise
-        pipeline = cls.wire(settings, conns)
         pipeline.groups_created = tuple(created)
         return pipeline
 
@@ -200,14 +228,21 @@ class Pipeline:
             jobs_group(settings), process=lambda entry, _n: planner.handle(entry), give_up=dead.exhausted_job,
             needs=PLANNER_NEEDS,
         )  # fmt: skip
+        generations = _generations(settings, conns, events, dead)
+        process: Callable[[StreamEntry, int], Awaitable[None]] = (
+            (lambda entry, n: indexer.handle(entry, deliveries=n))
+            if generations is None
+            else (lambda entry, n: generations.handle(entry, indexer, deliveries=n))
+        )
         indexer_lane = Lane(
-            batch_group(settings), process=lambda entry, n: indexer.handle(entry, deliveries=n),
-            give_up=dead.exhausted_batch, concurrency=settings.batches_in_flight(),
+            batch_group(settings), process=process, give_up=dead.exhausted_batch,
+            concurrency=settings.batches_in_flight(),
         )  # fmt: skip
         bridge = Bridge(redis, list_key=settings.legacy_list, stream_key=settings.jobs_stream)
         return cls(
-            settings, conns, events, dead, bridge, planner, indexer, consumer, planner_lane, indexer_lane
-        )
+            settings, conns, events, dead, bridge, planner, indexer, consumer, planner_lane, indexer_lane,
+            generations,
+        )  # fmt: skip
 
     @property
     def redis(self) -> Redis:
@@ -251,4 +286,6 @@ class Pipeline:
         """Close the connections :meth:`open` opened (after the breaker reports in flight)."""
         if self.consumer.breakers is not None:
             await self.consumer.breakers.aclose()
+        if self.generations is not None:
+            await self.generations.aclose()
         await self.connections.aclose()

@@ -90,6 +90,30 @@ class SyncAccepted(BaseModel):
     links: dict[str, str] = Field(description="self: this job; status: the service status.")
 
 
+class ReindexRequest(BaseModel):
+    """``POST /reindex``: build a new generation of the collection with the API process's embedding
+    settings, then switch the served name to it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"dry_run": True}]})
+
+    requested_by: str | None = Field(
+        default=None, max_length=200, description="Free text shown in job listings."
+    )
+    dry_run: bool = Field(
+        default=False, description="Queue nothing: answer 200 with the estimate of the build instead."
+    )
+
+
+class ReindexAccepted(BaseModel):
+    """``202`` answer of ``POST /reindex``."""
+
+    job_id: str = Field(description="The job that builds the generation (follow it at /jobs/{id}).")
+    generation: str = Field(description="The collection being built.")
+    serving: str = Field(description="The collection served until the switch.")
+    status: Literal["building"] = "building"
+    links: dict[str, str]
+
+
 class SyncEstimate(BaseModel):
     """``200`` answer of ``POST /sync`` with ``dry_run``: what the job would do; nothing was queued."""
 

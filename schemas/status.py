@@ -135,6 +135,21 @@ class EmbeddingBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class ReindexFigures:
+    """The generation being built (``reindex``), while one is: its job's progress and ETA."""
+
+    generation: str
+    serving: str | None
+    job_id: str | None
+    job_status: str  # the build job's: pending, running, completed (then being audited)
+    done: int  # listings handled so far
+    total: int  # listings the build covers (0 until planned)
+    listings_per_second: float  # since the build started
+    eta_seconds: float | None  # None until a rate is known
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     """``GET /status``."""
 
@@ -148,3 +163,4 @@ class StatusReport:
     failures_last_hour: int
     recent_errors: list[RecentError]
     embedding_budget: EmbeddingBudget | None = None  # None with the offline embedder
+    reindex: ReindexFigures | None = None  # None when no generation is being built

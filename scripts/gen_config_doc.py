@@ -53,6 +53,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "work_max_age_s", "breaker_failures", "breaker_open_s",
     ),
     "Audit": ("audit_interval_s", "audit_keep_reports"),
+    "Generations": ("reindex_keep_s",),
     "HTTP API and metrics": ("http_host", "http_port", "api_key", "metrics_port"),
     "Logging": ("log_level", "log_format"),
     # --- least privilege, TLS, secret files (docs/operations.md, Hardening) ---
@@ -164,6 +165,10 @@ MEANINGS: dict[str, str] = {
         " all workers; 0 = never (run `finally-indexer audit` or `POST /audit` instead)."
     ),
     "audit_keep_reports": "Audit reports kept in PostgreSQL (the newest).",
+    "reindex_keep_s": (
+        "Seconds a generation replaced by a reindex is kept (and still written) for "
+        "`finally-indexer rollback`, before housekeeping drops it."
+    ),
     "worker_concurrency": (
         "Most batches a worker process holds at once; unset: 32 with the OpenAI embedder (their texts"
         " are packed into shared requests: a ceiling, the embedding budget sets the pace), 2 offline."

@@ -30,6 +30,12 @@
     "embedding.tokens_last_minute": (s) => (s.embedding_budget ? s.embedding_budget.tokens_last_minute : "–"),
     "embedding.tokens_per_minute_limit": (s) => (s.embedding_budget ? s.embedding_budget.tokens_per_minute_limit : "–"),
     "embedding.pace_pct": (s) => (s.embedding_budget ? Math.round(s.embedding_budget.pace * 100) : "–"),
+    "reindex.done": (s) => (s.reindex ? s.reindex.done : "–"),
+    "reindex.total": (s) => (s.reindex ? s.reindex.total : "–"),
+    "reindex.generation": (s) => (s.reindex ? s.reindex.generation : "–"),
+    "reindex.serving": (s) => (s.reindex && s.reindex.serving ? s.reindex.serving : "–"),
+    "reindex.rate": (s) => (s.reindex ? s.reindex.listings_per_second : "–"),
+    "reindex.eta": (s) => (s.reindex && s.reindex.eta_seconds !== null ? duration(s.reindex.eta_seconds) : "–"),
     "failures_open": (s) => s.failures_open,
     "failures_last_hour": (s) => s.failures_last_hour,
   };
@@ -64,6 +70,12 @@
       node.textContent = node.dataset.figure.endsWith("_seconds") ? duration(value) : fmt(value);
     });
     document.getElementById("coverage-bar").style.width = (s.listings.coverage * 100).toFixed(1) + "%";
+    const reindex = document.getElementById("reindex-card");
+    reindex.hidden = !s.reindex;
+    if (s.reindex) {
+      const share = s.reindex.total ? s.reindex.done / s.reindex.total : 0;
+      document.getElementById("reindex-bar").style.width = (share * 100).toFixed(1) + "%";
+    }
     document.querySelector(".alert-able").classList.toggle("alarm", s.failures_open > 0);
   }
 

@@ -38,9 +38,9 @@ RECORDED_TEMPLATE_HASH = "text_template_hash"
 
 #: The way out of a refused start-up, quoted by every refusal.
 REINDEX_HINT = (
-    "Its vectors cannot be mixed with new ones: re-index in full into a new collection "
-    "(set COLLECTION to a new name, or delete the collection), start the workers, then sync with "
-    'force: POST /sync {"product_ids": "all", "scope": "all", "force": true}'
+    "Its vectors cannot be mixed with new ones: start the workers with the settings it was built "
+    "with and build a new generation with these without downtime (run `finally-indexer reindex` with "
+    "these settings), or set COLLECTION to a new name and sync with force"
 )
 
 

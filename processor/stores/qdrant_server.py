@@ -33,6 +33,7 @@ from finally_indexer.core.errors import (
     TransientError,
 )
 from finally_indexer.core.settings import Settings, VectorStoreKind
+from finally_indexer.processor.stores.generations import AliasFamily
 from finally_indexer.processor.stores.identity import (
     REINDEX_HINT,
     check_dimensions,
@@ -140,6 +141,11 @@ class QdrantServerStore:
             client, collection=settings.collection, vector_size=settings.vector_size, payload_indexes=False
         )
 
+    @property
+    def generations(self) -> AliasFamily:
+        """The generations behind this collection's name, as aliases on the same client."""
+        return AliasFamily(self._client, served=self._collection, payload_indexes=self._payload_indexes)
+
     def __repr__(self) -> str:
         return f"QdrantServerStore(collection={self._collection!r}, vector_size={self._vector_size})"
 
@@ -149,11 +155,16 @@ class QdrantServerStore:
         if self._payload_indexes:  # a real server (local mode has no version to check)
             await self._check_server_version()
         with _classified("ensure_collection"):
-            exists = await self._client.collection_exists(self._collection)
+            exists = await self._client.collection_exists(self._collection) or await self._is_alias()
             if not exists and await self._create(identity):
                 return
             # it existed, or another writer created it meanwhile: either way it is judged
             await self._check_existing(identity)
+
+    async def _is_alias(self) -> bool:
+        """Whether the name is an alias (a server may answer "exists" for collections only)."""
+        response = await self._client.get_aliases()
+        return any(a.alias_name == self._collection for a in response.aliases)
 
     async def _check_existing(self, identity: CollectionIdentity | None) -> None:
         """Refuse another identity or size; record ``identity`` in a collection that has none."""

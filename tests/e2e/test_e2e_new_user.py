@@ -27,7 +27,7 @@ import redis
 from finally_indexer.core.settings import DEFAULT_TEXT_TEMPLATE, load_settings
 from finally_indexer.devenv._process import free_port
 from finally_indexer.devenv.servers import dev_servers
-from finally_indexer.processor.stores.qdrant_edge import QdrantEdgeStore
+from finally_indexer.processor.stores.factory import build_vector_store
 from finally_indexer.processor.texts import build_text, text_hash
 
 pytestmark = pytest.mark.slow
@@ -130,7 +130,8 @@ async def _audit(
 ) -> tuple[dict[int, str], int, dict[int, str]]:
     async with dev_servers(server_dir, redis_port=redis_port, postgres_port=pg_port) as urls:
         expected, unflagged = await _expected(urls.postgres_dsn)
-    store = QdrantEdgeStore.from_settings(load_settings(qdrant_path=server_dir / "qdrant"))
+    # the served name: the generation the pointer file names, as every reader resolves it
+    store = build_vector_store(load_settings(qdrant_path=server_dir / "qdrant"))
     try:
         stored = {x.product_id: x.text_hash async for x in store.scan()}
     finally:

@@ -20,12 +20,23 @@ from finally_indexer.processor.broker import ensure_groups
 API_KEY = "test-key-0123456789"  # the same as conftest.keyed_settings
 
 
-@pytest.mark.parametrize("path", ["/sync", "/retry"])
+@pytest.mark.parametrize("path", ["/sync", "/retry", "/reindex"])
 async def test_mutating_routes_refuse_without_the_key(keyed_client: httpx.AsyncClient, path: str) -> None:
     for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": API_KEY + "x"}, {"X-API-Key": ""}):
         res = await keyed_client.post(path, json={"all": True} if path == "/retry" else {}, headers=headers)
         assert res.status_code == 401, headers
         assert res.json()["error"] == "unauthorized"
+
+
+async def test_reindex_before_any_worker_recorded_a_generation_is_a_conflict(
+    keyed_client: httpx.AsyncClient,
+) -> None:
+    res = await keyed_client.post("/reindex", json={}, headers={"X-API-Key": API_KEY})
+    assert res.status_code == 409
+    assert "start a worker first" in res.json()["detail"]
+    estimate = await keyed_client.post("/reindex", json={"dry_run": True}, headers={"X-API-Key": API_KEY})
+    assert estimate.status_code == 200  # a dry run needs no generation: it only reads PostgreSQL
+    assert estimate.json()["listings"] == 0
 
 
 async def test_the_key_admits_and_reads_stay_open(keyed_client: httpx.AsyncClient) -> None:

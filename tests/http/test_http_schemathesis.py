@@ -63,6 +63,7 @@ def test_no_generated_request_causes_a_server_error(base_url: str) -> None:
     operations = _operations(base_url)
     assert {op.path for op in operations} >= {
         "/sync",
+        "/reindex",
         "/retry",
         "/jobs/{job_id}",
         "/failures",

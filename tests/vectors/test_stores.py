@@ -20,6 +20,7 @@ from finally_indexer.core.constants import HASHING_MODEL, OPENAI_MODEL
 from finally_indexer.core.errors import ConfigurationError, DependencyUnavailable, PermanentError
 from finally_indexer.core.settings import DEFAULT_TEXT_TEMPLATE, Settings, VectorStoreKind
 from finally_indexer.processor.stores.factory import build_vector_store
+from finally_indexer.processor.stores.generations import ServedEdgeStore
 from finally_indexer.processor.stores.identity import identity_from_record
 from finally_indexer.processor.stores.qdrant_edge import IDENTITY_FILE, QdrantEdgeStore, read_identity
 from finally_indexer.processor.stores.qdrant_server import QdrantServerStore
@@ -393,7 +394,7 @@ class TestEdgeStore(StoreContract):
 @pytest.mark.parametrize(
     ("kind", "path", "expected"),
     [
-        (VectorStoreKind.EDGE, "edge-data", QdrantEdgeStore),
+        (VectorStoreKind.EDGE, "edge-data", ServedEdgeStore),  # the generation its pointer names
         (VectorStoreKind.LOCAL, ":memory:", QdrantServerStore),
         (VectorStoreKind.LOCAL, "local-data", QdrantServerStore),
     ],
