@@ -44,7 +44,6 @@ from finally_indexer.db.pool import create_pool
 from finally_indexer.db.seed_demo import seed_demo
 from finally_indexer.devenv.servers import DEV_POSTGRES_PORT, DEV_REDIS_PORT, ServerError, dev_servers
 from finally_indexer.processor.audit import AuditBusy, Auditor, Verdict
-from finally_indexer.processor.embedders.factory import budget_limits
 from finally_indexer.processor.enqueue import enqueue_job
 from finally_indexer.processor.estimate import Estimate, dry_run
 from finally_indexer.processor.generations import NothingToRollBack, rollback
@@ -103,8 +102,7 @@ async def cmd_sync(settings: Settings, args: argparse.Namespace, _stop: asyncio.
         redis = open_redis(settings)
         try:
             if request.dry_run:
-                tpm, rpm = await budget_limits(settings, redis)
-                _say(estimate_summary(await dry_run(pool, settings, request.to_job(), tpm=tpm, rpm=rpm)))
+                _say(estimate_summary(await dry_run(pool, settings, request.to_job(), redis=redis)))
                 return
             job_id = await enqueue_job(pool, redis, jobs_stream=settings.jobs_stream, job=request.to_job())
         finally:
@@ -143,8 +141,7 @@ async def cmd_reindex(settings: Settings, args: argparse.Namespace, stop: asynci
         redis = open_redis(settings)
         try:
             if args.dry_run:
-                tpm, rpm = await budget_limits(settings, redis)
-                _say(estimate_summary(await estimate_reindex(pool, settings, tpm=tpm, rpm=rpm)))
+                _say(estimate_summary(await estimate_reindex(pool, settings, redis=redis)))
                 return
             started = await start_reindex(pool, redis, settings, requested_by="cli")
         finally:

@@ -23,7 +23,6 @@ from finally_indexer.db.failures import FailureFilter
 from finally_indexer.http.auth import SECURITY_SCHEME, require_api_key
 from finally_indexer.http.deps import AppDeps
 from finally_indexer.http.openapi import json_body
-from finally_indexer.processor.embedders.factory import budget_limits
 from finally_indexer.processor.enqueue import enqueue_job, requeue_failures
 from finally_indexer.processor.estimate import Estimate, dry_run
 from finally_indexer.processor.reindex import ReindexBusy, estimate_reindex, start_reindex
@@ -58,8 +57,7 @@ async def sync(
     settings: NamedDependency[Settings],
 ) -> Response[SyncAccepted | SyncEstimate]:
     if data.dry_run:
-        tpm, rpm = await budget_limits(settings, deps.redis)
-        found = await dry_run(deps.pool, settings, data.to_job(), tpm=tpm, rpm=rpm)
+        found = await dry_run(deps.pool, settings, data.to_job(), redis=deps.redis)
         return Response(sync_estimate(found), status_code=HTTP_200_OK)
     job_id = await enqueue_job(deps.pool, deps.redis, jobs_stream=settings.jobs_stream, job=data.to_job())
     location = f"/jobs/{job_id}"
@@ -99,8 +97,7 @@ async def reindex(
     settings: NamedDependency[Settings],
 ) -> Response[ReindexAccepted | SyncEstimate]:
     if data.dry_run:
-        tpm, rpm = await budget_limits(settings, deps.redis)
-        found = await estimate_reindex(deps.pool, settings, tpm=tpm, rpm=rpm)
+        found = await estimate_reindex(deps.pool, settings, redis=deps.redis)
         return Response(sync_estimate(found), status_code=HTTP_200_OK)
     try:
         started = await start_reindex(deps.pool, deps.redis, settings, requested_by=data.requested_by)

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import asyncpg
+from redis.asyncio import Redis
 
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import products
 from finally_indexer.db.pool import DB
 from finally_indexer.processor.cost import Usage, expected_duration_s, requests_needed, usd
 from finally_indexer.processor.embedders.batching import plan_batches
-from finally_indexer.processor.embedders.factory import build_embedder
+from finally_indexer.processor.embedders.factory import budget_limits, build_embedder
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.texts import build_text, text_hash
 from finally_indexer.schemas.jobs import Job, Operation
@@ -149,11 +150,13 @@ class DryRun:
         return tally
 
 
-async def dry_run(db: DB, settings: Settings, job: Job, *, tpm: int = 0, rpm: int = 0) -> Estimate:
+async def dry_run(db: DB, settings: Settings, job: Job, *, redis: Redis | None = None) -> Estimate:
     """``job`` estimated with the configured embedder's tokenizer, limits and price (no request is sent).
 
-    ``tpm``/``rpm`` are the rate budget the duration assumes (0: unknown, no duration).
+    The duration assumes the rate budget of the configured key and model (settings, else learned
+    from the API's headers into ``redis``); without one known, there is no duration.
     """
+    tpm, rpm = (0, 0) if redis is None else await budget_limits(settings, redis)
     embedder = build_embedder(settings)
     try:
         estimator = DryRun(

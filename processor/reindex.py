@@ -98,7 +98,7 @@ def _busy(name: str, job_id: str | None) -> str:
 
 
 async def estimate_reindex(
-    pool: asyncpg.Pool[Any], settings: Settings, *, tpm: int = 0, rpm: int = 0
+    pool: asyncpg.Pool[Any], settings: Settings, *, redis: Redis | None = None
 ) -> Estimate:
     """What a reindex with ``settings`` would embed, its tokens, cost and duration; queues nothing."""
-    return await dry_run(pool, settings, reindex_job(requested_by="dry-run", force=True), tpm=tpm, rpm=rpm)
+    return await dry_run(pool, settings, reindex_job(requested_by="dry-run", force=True), redis=redis)
