@@ -34,7 +34,11 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from finally_indexer.processor.stores.qdrant_edge import EDGE_CONFIG_FILE, QdrantEdgeStore
+from finally_indexer.processor.stores.qdrant_edge import (
+    EDGE_CONFIG_FILE,
+    QdrantEdgeStore,
+    write_json_atomically,
+)
 from finally_indexer.processor.vectorstore import (
     CollectionIdentity,
     ListingPoint,
@@ -221,20 +225,8 @@ class EdgeFamily:
         await asyncio.to_thread(self._write_pointer, name, vector_size)
 
     def _write_pointer(self, name: str, vector_size: int) -> None:
-        """Temporary file, fsync, rename over the pointer, fsync the directory: a crash leaves the
-        old pointer or the new one, never a torn one, and the rename survives a power loss."""
         self._root.mkdir(parents=True, exist_ok=True)
-        temporary = self._pointer.with_name(f".{self._pointer.name}.tmp")
-        with temporary.open("w", encoding="utf-8") as f:
-            json.dump({"generation": name, "vector_size": vector_size}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self._pointer)
-        directory = os.open(self._root, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_json_atomically(self._pointer, {"generation": name, "vector_size": vector_size})
 
     async def drop(self, name: str) -> None:
         if name == await self.current():

@@ -106,13 +106,24 @@ def read_identity(path: Path) -> CollectionIdentity | None:
 
 
 def write_identity(path: Path, identity: CollectionIdentity) -> None:
-    """Record ``identity`` atomically: a temporary file beside it, flushed, then renamed over it."""
+    """Record ``identity`` atomically (:func:`write_json_atomically`)."""
+    write_json_atomically(path, identity_record(identity))
+
+
+def write_json_atomically(path: Path, record: dict[str, Any]) -> None:
+    """Temporary file beside ``path``, fsync, rename over it, fsync the directory: a crash leaves the
+    old file or the new one, never a torn one, and the rename survives a power loss."""
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("w", encoding="utf-8") as f:
-        json.dump(identity_record(identity), f, indent=2, sort_keys=True)
+        json.dump(record, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def ensure_room(path: Path) -> None:
