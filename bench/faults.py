@@ -64,6 +64,8 @@ async def main(names: list[str], scale: Scale) -> int:
             shutil.rmtree(folder, ignore_errors=True)
         failed += not out.converged
         print(_row(name, out), flush=True)
+        if not out.converged:  # the evidence goes with the folder: print what the worker said last
+            print(f"--- {name}: the worker's last log lines ---\n{out.log_tail}", flush=True)
     return 1 if failed else 0
 
 
