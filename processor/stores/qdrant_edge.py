@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import qdrant_edge as qe
+import structlog
 
 from finally_indexer.core import metrics
 from finally_indexer.core.constants import EDGE_MIN_FREE_BYTES
@@ -58,6 +59,8 @@ __all__ = ["QdrantEdgeStore"]
 
 T = TypeVar("T")
 
+log = structlog.get_logger(__name__)
+
 
 def _version_le(limit: int) -> Any:
     """Stored version ≤ ``limit``, or no version at all (a point from an older indexer)."""
@@ -67,6 +70,26 @@ def _version_le(limit: int) -> Any:
             qe.IsEmptyCondition(VERSION_KEY),
         ]
     )
+
+
+def _drop_payload_indexes(shard: Any, path: Path) -> None:
+    """Remove the payload indexes a shard created by an earlier version carries (``version``).
+
+    Edge keeps a payload index of an appendable segment in RAM, ~330 bytes a point: a 1M-point
+    shard opened at 485 MB of anonymous memory with it, 57 MB without. Nothing needs one: the
+    stale-write guard's clauses name point ids, so Edge checks the version of those points only
+    (conditional upserts ran 5.5k points/s with the index, 10.8k/s without, at 1M points).
+    """
+    fields = list(shard.info().payload_schema)
+    if not fields:
+        return
+    try:
+        ensure_room(path)  # a write like any other: on a full disk, the next open drops them
+    except DependencyUnavailable:
+        return
+    for field in fields:
+        shard.update(qe.UpdateOperation.delete_field_index(field))
+        log.info("edge_payload_index_dropped", shard=str(path), field=field)
 
 
 def stale_write_filter(points: Sequence[ListingPoint]) -> Any:
@@ -177,9 +200,9 @@ class QdrantEdgeStore:
             if (self._path / EDGE_CONFIG_FILE).exists():
                 # Passing the config makes Edge check it against the stored segments.
                 shard = qe.EdgeShard.load(str(self._path), self._config())
+                _drop_payload_indexes(shard, self._path)
             else:
                 shard = qe.EdgeShard.create(str(self._path), self._config())
-                shard.update(qe.UpdateOperation.create_field_index(VERSION_KEY, qe.PayloadSchemaType.Integer))
         except Exception as exc:
             if "WouldBlock" in str(exc):
                 raise DependencyUnavailable(
