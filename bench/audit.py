@@ -15,6 +15,9 @@ and file-backed pages (the collection's memory-mapped files and the code: page c
 can drop and re-read). CPU seconds are printed beside the wall time: on a machine shared with
 other work they say more than the wall time does.
 
+Up to 100,000 listings each phase runs five times, interleaved, and the medians are compared
+(a one-second audit moves by a tenth of a second from run to run); peak RSS is the highest run's.
+
 Run: ``python bench/audit.py`` (30,000 and 1,000,000 listings), or ``--sizes 30000``.
 Targets (issue 8): 30k in under 5 s, 1M in under 3 minutes, peak RSS under 500 MB, and no more
 than 1.5 times the baseline.
@@ -27,6 +30,7 @@ import asyncio
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +58,9 @@ SCHEMA = "bench_audit"
 DIMENSIONS = 8
 #: Listings loaded per query and points per upsert.
 CHUNK = 10_000
+#: Up to this many listings, each phase runs SMALL_REPEATS times and the median is reported.
+SMALL_SIZE = 100_000
+SMALL_REPEATS = 5
 
 _INSERT = """
 INSERT INTO products (id, title, price, content, mileage, brand, year, is_conversion, updated_at)
@@ -184,7 +191,16 @@ def _run_phase(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-async def _measure(size: int) -> None:
+def _repeats(size: int, asked: int | None) -> int:
+    """Runs of each phase: a one-second audit moves by a tenth of a second from run to run, so
+    small sizes take the median of several (interleaved with the baseline's, so that a change of
+    load on the machine falls on both); a million listings once."""
+    if asked is not None:
+        return asked
+    return SMALL_REPEATS if size <= SMALL_SIZE else 1
+
+
+async def _measure(size: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-audit-", dir=".") as root:
         async with dev_servers(Path(root), durable=False) as urls:
             path = Path(root) / "qdrant"
@@ -192,33 +208,68 @@ async def _measure(size: int) -> None:
             started = time.perf_counter()
             await load(settings, size)
             print(f"{size:>9,} listings loaded in {time.perf_counter() - started:.0f} s", flush=True)
-            base = await asyncio.to_thread(_phase, "baseline", urls.postgres_dsn, urls.redis_url, path)
-            found = await asyncio.to_thread(_phase, "audit", urls.postgres_dsn, urls.redis_url, path)
-            assert base["rows"] == found["rows"] == size
-            assert base["points"] == found["points"] == size
-            print(
-                f"{size:>9,} listings: audit {found['seconds']:7.2f} s ({found['cpu_s']:5.1f} CPU s),"
-                f" drift {found['drift']} | baseline (read table + scroll collection) {base['seconds']:7.2f} s"
-                f" ({base['cpu_s']:5.1f} CPU s) | ratio {found['seconds'] / base['seconds']:.2f}",
-                flush=True,
-            )
-            print(
-                f"{'':>9}  peak RSS: audit {found['peak_rss_mb']:5.0f} MB, baseline {base['peak_rss_mb']:5.0f} MB;"
-                f" the audit's own {found['peak_rss_mb'] - base['peak_rss_mb']:+4.0f} MB beside the baseline",
-                flush=True,
-            )
-            print(
-                f"{'':>9}  RSS anonymous + file-backed: collection opened (nothing read)"
-                f" {base['opened_anon_mb']:5.0f} + {base['opened_file_mb']:4.0f} MB;"
-                f" after the audit {found['anon_mb']:5.0f} + {found['file_mb']:4.0f} MB,"
-                f" after the baseline {base['anon_mb']:5.0f} + {base['file_mb']:4.0f} MB",
-                flush=True,
-            )
+            bases, founds = [], []
+            for _ in range(repeats):
+                bases.append(
+                    await asyncio.to_thread(_phase, "baseline", urls.postgres_dsn, urls.redis_url, path)
+                )
+                founds.append(
+                    await asyncio.to_thread(_phase, "audit", urls.postgres_dsn, urls.redis_url, path)
+                )
+            for base, found in zip(bases, founds, strict=True):
+                assert base["rows"] == found["rows"] == size
+                assert base["points"] == found["points"] == size
+            _report(size, bases, founds)
+
+
+def _median_of(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(run[key] for run in runs))
+
+
+def _spread(runs: list[dict[str, Any]]) -> str:
+    """The runs' times beside the median, when there are several."""
+    if len(runs) == 1:
+        return ""
+    times = ", ".join(f"{run['seconds']:.2f}" for run in runs)
+    return f" [{times}]"
+
+
+def _report(size: int, bases: list[dict[str, Any]], founds: list[dict[str, Any]]) -> None:
+    base_s, found_s = _median_of(bases, "seconds"), _median_of(founds, "seconds")
+    median = "median of " + str(len(founds)) + " runs " if len(founds) > 1 else ""
+    print(
+        f"{size:>9,} listings: {median}audit {found_s:7.2f} s ({_median_of(founds, 'cpu_s'):5.1f} CPU s),"
+        f" drift {max(f['drift'] for f in founds)} | baseline (read table + scroll collection) {base_s:7.2f} s"
+        f" ({_median_of(bases, 'cpu_s'):5.1f} CPU s) | ratio {found_s / base_s:.2f}",
+        flush=True,
+    )
+    if len(founds) > 1:
+        print(f"{'':>9}  audit runs{_spread(founds)}; baseline runs{_spread(bases)}", flush=True)
+    found_mb = max(f["peak_rss_mb"] for f in founds)
+    base_mb = max(b["peak_rss_mb"] for b in bases)
+    print(
+        f"{'':>9}  peak RSS: audit {found_mb:5.0f} MB, baseline {base_mb:5.0f} MB;"
+        f" the audit's own {found_mb - base_mb:+4.0f} MB beside the baseline",
+        flush=True,
+    )
+    found, base = founds[-1], bases[-1]
+    print(
+        f"{'':>9}  RSS anonymous + file-backed: collection opened (nothing read)"
+        f" {base['opened_anon_mb']:5.0f} + {base['opened_file_mb']:4.0f} MB;"
+        f" after the audit {found['anon_mb']:5.0f} + {found['file_mb']:4.0f} MB,"
+        f" after the baseline {base['anon_mb']:5.0f} + {base['file_mb']:4.0f} MB",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="30000,1000000", help="comma-separated listing counts")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help=f"runs of each phase (default {SMALL_REPEATS} up to {SMALL_SIZE:,} listings, else 1)",
+    )
     parser.add_argument("--phase", choices=["baseline", "audit"], help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
@@ -230,7 +281,7 @@ def main() -> None:
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     configure_logging("WARNING", "console")
     for size in (int(s) for s in args.sizes.split(",")):
-        asyncio.run(_measure(size))
+        asyncio.run(_measure(size, _repeats(size, args.repeats)))
 
 
 if __name__ == "__main__":
