@@ -338,22 +338,19 @@ class QdrantEdgeStore:
         each once, and would otherwise leave the whole payload storage in the resident set."""
         offset: Any = None
         pages = 0
-        try:
-            while True:
-                request = qe.ScrollRequest(
-                    offset=offset, limit=SCROLL_PAGE, with_payload=True, with_vector=False
-                )
-                records, offset = await self._run("scroll", _scroller(request))
-                pages += 1
-                if pages % SCAN_RELEASE_PAGES == 0:
-                    await self._release_payload_pages()
-                for record in records:
-                    yield stored_listing(record.id, record.payload)
-                if offset is None:
-                    return
-        finally:
-            if pages >= SCAN_RELEASE_PAGES:
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=True, with_vector=False)
+            records, offset = await self._run("scroll", _scroller(request))
+            pages += 1
+            if pages % SCAN_RELEASE_PAGES == 0:
                 await self._release_payload_pages()
+            for record in records:
+                yield stored_listing(record.id, record.payload)
+            if offset is None:
+                break
+        # a scan left early keeps its last window's pages until the next scan: no await on the way out
+        if pages > SCAN_RELEASE_PAGES:
+            await self._release_payload_pages()
 
     async def _release_payload_pages(self) -> None:
         """:func:`release_mapped` on the payload storage, under the lock: no engine call runs meanwhile."""
