@@ -30,6 +30,7 @@ from finally_indexer.http.jobs import cost, progress
 from finally_indexer.http.status_streams import stream_stats
 from finally_indexer.http.status_throughput import ThroughputTracker
 from finally_indexer.processor.embedders.budget import budget_key, read_budget
+from finally_indexer.processor.embedders.factory import limits_of
 from finally_indexer.schemas.status import (
     EmbeddingBudget,
     JobSummary,
@@ -136,10 +137,11 @@ class StatusProjector:
         s = self.settings
         if s.resolved_embedder() != EmbedderKind.OPENAI or s.openai_api_key is None:
             return None
-        raw = await read_budget(redis, budget_key(s.openai_api_key, s.embedding_model))
-        tpm = s.embedding_tpm or int(raw.get("lt", 0))
-        rpm = s.embedding_rpm or int(raw.get("lr", 0))
-        minute = int(time.time() // 60)
+        raw, (now_s, _) = await asyncio.gather(
+            read_budget(redis, budget_key(s.openai_api_key, s.embedding_model)), redis.time()
+        )
+        tpm, rpm = limits_of(s, raw)
+        minute = int(now_s // 60)  # Redis's clock, as the workers' script counts minutes (``TIME``)
         # the hash's counters move only when a request is made: a quiet minute leaves them stale
         this = int(raw.get("um", 0)) if int(raw.get("m", -1)) == minute else 0
         last = {minute: int(raw.get("pm", 0)), minute - 1: int(raw.get("um", 0))}.get(

@@ -6,6 +6,8 @@ its key and model (``EMBEDDING_TPM`` / ``EMBEDDING_RPM``, or the limits the API'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from redis.asyncio import Redis
 
 from finally_indexer.core.errors import ConfigurationError
@@ -15,7 +17,7 @@ from finally_indexer.processor.embedders.hashing import HashingEmbedder
 from finally_indexer.processor.embedders.openai import OpenAIEmbedder
 from finally_indexer.processor.embedding import Embedder
 
-__all__ = ["build_budget", "build_embedder"]
+__all__ = ["budget_limits", "build_budget", "build_embedder", "limits_of"]
 
 
 def build_embedder(settings: Settings, *, redis: Redis | None = None) -> Embedder:
@@ -44,6 +46,11 @@ async def budget_limits(settings: Settings, redis: Redis) -> tuple[int, int]:
     if settings.resolved_embedder() is not EmbedderKind.OPENAI or settings.openai_api_key is None:
         return 0, 0
     learned = await read_budget(redis, budget_key(settings.openai_api_key, settings.embedding_model))
+    return limits_of(settings, learned)
+
+
+def limits_of(settings: Settings, learned: Mapping[str, float]) -> tuple[int, int]:
+    """Tokens and requests per minute: the settings', else those learned (the budget hash's)."""
     return (
         settings.embedding_tpm or int(learned.get("lt", 0)),
         settings.embedding_rpm or int(learned.get("lr", 0)),

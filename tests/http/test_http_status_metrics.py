@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import types
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -176,3 +179,29 @@ async def test_status_shows_the_shared_embedding_budget(
     assert figures.pace == 0.9
     hashing = StatusProjector(redis_settings)
     assert await hashing.embedding_budget(redis) is None
+
+
+async def test_the_budget_minute_is_redis_s_not_the_api_host_s(
+    redis: aioredis.Redis, redis_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers count the budget's minutes by Redis's clock (``TIME`` in the script); an API host
+    whose clock is two hours off still shows this minute's tokens."""
+    from pydantic import SecretStr  # noqa: PLC0415
+
+    from finally_indexer.http import status  # noqa: PLC0415
+    from finally_indexer.processor.embedders.budget import RateBudget, ServerLimits, budget_key  # noqa: PLC0415
+
+    api_key = SecretStr(f"sk-clock-{redis_settings.collection}")
+    settings = redis_settings.model_copy(update={"embedder": "openai", "openai_api_key": api_key})
+    key = budget_key(api_key, settings.embedding_model)
+    budget = RateBudget(redis, key=key)
+    try:
+        assert await budget.try_reserve(1_000) == 0
+        await budget.settle(1_000, 700, ServerLimits(limit_tokens=1_000_000, limit_requests=3_000))
+        skewed = time.time() + 7_200
+        monkeypatch.setattr(status, "time", types.SimpleNamespace(time=lambda: skewed), raising=False)
+        figures = await status.StatusProjector(settings).embedding_budget(redis)
+    finally:
+        await redis.delete(key)
+    assert figures is not None
+    assert figures.tokens_this_minute + figures.tokens_last_minute == 700
