@@ -7,10 +7,11 @@ more than before (``python bench/audit.py``), on every dashboard and against eve
 PostgreSQL keeps a sequential scan in a small ring of buffers for the same reason.
 
 :func:`release_mapped` advises ``MADV_PAGEOUT`` (Linux 5.4) on this process's shared mappings of
-the files in a folder (the edge store: its payload storage only, not the vectors searches use). The advice only asks the kernel to reclaim those pages now (a dirty page is
-written back first), so it never changes what any address reads, even if a mapping changed
-between reading ``/proc/self/maps`` and the call; a page read again later is read from the page
-cache or the disk. Where the advice is not supported (another OS, an older kernel) it does nothing.
+the files in a folder (for the edge store: its payload storage, not the vectors searches use).
+The advice only asks the kernel to reclaim those pages now (a dirty page is written back, never
+dropped), so it cannot change what any address reads, even if a mapping changed between reading
+``/proc/self/maps`` and the call; a page read again later comes from the page cache or the disk.
+Where the advice is not supported (another OS, an older kernel) it does nothing.
 """
 
 from __future__ import annotations
