@@ -28,9 +28,11 @@ from redis.asyncio import Redis
 
 from finally_indexer.core.cli import EXIT_FAILURE
 from finally_indexer.core.settings import EmbedderKind, Settings, VectorStoreKind
+from finally_indexer.db import audit as audit_queries
 from finally_indexer.db import generations as records
+from finally_indexer.processor import generations as generations_module
 from finally_indexer.processor.embedders.tokens import count_tokens
-from finally_indexer.processor.generations import Generations, rollback
+from finally_indexer.processor.generations import Generations, audit_requester, rollback
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.reindex import ReindexBusy, estimate_reindex, start_reindex
 from finally_indexer.processor.stores.factory import build_vector_store
@@ -355,12 +357,53 @@ async def test_a_build_switches_while_listings_keep_changing(
     audits = await pool.fetch(
         "SELECT counts, in_flight FROM audit_reports WHERE requested_by = $1 AND status = 'completed' "
         "ORDER BY started_at",
-        f"reindex {started.generation}",
+        audit_requester(started.generation),
     )
     drifts = [(sum(n for v, n in a["counts"].items() if v != "ok"), a["in_flight"]) for a in audits]
     assert all(0 <= in_flight <= drift for drift, in_flight in drifts), drifts
     assert drifts[-1][0] == drifts[-1][1], drifts
     assert any(in_flight for _, in_flight in drifts), drifts
+
+
+@pytest.mark.parametrize("kind", [VectorStoreKind.EDGE])
+async def test_drift_the_build_owns_holds_the_switch_and_an_edit_made_since_is_repaired_after_it(
+    worker: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(generations_module, "REAUDIT_PAUSE_S", 0.0)  # the next step may audit again
+    generations, family = _parts(worker)
+    await add_listings(pool, 1, 30)
+    await _sync_all(worker, redis)
+    first = await records.serving(pool, worker.settings.collection)
+    assert first is not None
+    started = await start_reindex(pool, redis, _new(worker.settings, fake_openai), requested_by="test")
+    await worker.drain(timeout_s=120)  # the build job completes
+    build = await records.building(pool, worker.settings.collection)
+    assert build is not None
+    await (await generations.indexer(build)).store.delete([7])  # the build's own fault
+    # an edit without a job, made before the audit: as stale in the serving generation, yet it holds
+    await pool.execute("UPDATE products SET content = '몰래 고침', updated_at = now() WHERE id = 8")
+
+    await generations.step()
+
+    assert await family.current() == first.name  # held
+    held = await audit_queries.latest_completed(pool, requested_by=audit_requester(started.generation))
+    assert held is not None
+    assert (held["counts"]["missing"], held["counts"]["stale"], held["in_flight"]) == (1, 1, 0)
+
+    await worker.drain(timeout_s=120)  # the repairs it queued, mirrored into the build
+    # an edit without a job after that audit: stale in both generations; it does not hold the switch,
+    # and the audit that finds it queues its repair
+    await pool.execute("UPDATE products SET content = '또 고침', updated_at = now() WHERE id = 9")
+    await generations.step()
+
+    assert await family.current() == started.generation
+    switched = await audit_queries.latest_completed(pool, requested_by=audit_requester(started.generation))
+    assert switched is not None
+    assert (switched["counts"]["stale"], switched["in_flight"], switched["samples"]) == (1, 1, {"stale": [9]})
+    await worker.drain(timeout_s=120)
+    current = {pid: h for pid, (h, _) in (await _held(worker.store)).items()}
+    assert current == await expected_index(pool, worker.settings.text_template)
 
 
 async def test_a_second_reindex_is_refused_while_one_builds(
