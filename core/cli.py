@@ -282,6 +282,10 @@ def audit_summary(report: dict[str, Any]) -> str:
             f"  {verdict.value:<12}{count:>10}"
             + (f"   e.g. {', '.join(map(str, sample[:8]))}" if sample else "")
         )
+    if report.get("in_flight"):
+        lines.append(
+            f"  {'in flight':<12}{report['in_flight']:>10}   of the drift: edited after {report['in_flight_after']}"
+        )
     if report["repair"]:
         lines.append(f"  repair jobs  {', '.join(report['repair_job_ids']) or 'none'}")
         lines.append(f"  flags corrected {report['flags_corrected']}")

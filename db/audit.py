@@ -16,6 +16,7 @@ __all__ = [
     "correct_flags",
     "count_listings",
     "finish_report",
+    "latest_completed",
     "latest_reports",
     "listing_page",
     "listing_pages",
@@ -39,7 +40,7 @@ WHERE p.id = u.id AND p.updated_at IS NOT DISTINCT FROM u.updated_at AND p.is_co
 """
 _REPORT_COLUMNS = """
     audit_id, status, repair, requested_by, started_at, finished_at, duration_s, listings, points,
-    counts, samples, repair_job_ids, flags_corrected, error
+    counts, newest_row_at, in_flight_after, in_flight, samples, repair_job_ids, flags_corrected, error
 """
 
 
@@ -84,17 +85,19 @@ async def start_report(db: DB, audit_id: str, *, repair: bool, requested_by: str
 async def finish_report(
     db: DB, audit_id: str, *, status: str, duration_s: float, listings: int, points: int,
     counts: dict[str, int], samples: dict[str, list[int]], repair_job_ids: Sequence[str] = (),
-    flags_corrected: int = 0, error: str | None = None,
+    flags_corrected: int = 0, error: str | None = None, newest_row_at: datetime | None = None,
+    in_flight_after: datetime | None = None, in_flight: int = 0,
 ) -> None:  # fmt: skip
     """Record an audit's outcome."""
     await db.execute(
         """
         UPDATE audit_reports SET status = $2, finished_at = now(), duration_s = $3, listings = $4,
-            points = $5, counts = $6, samples = $7, repair_job_ids = $8, flags_corrected = $9, error = $10
+            points = $5, counts = $6, samples = $7, repair_job_ids = $8, flags_corrected = $9, error = $10,
+            newest_row_at = $11, in_flight_after = $12, in_flight = $13
         WHERE audit_id = $1
         """,
         audit_id, status, duration_s, listings, points, counts, samples, list(repair_job_ids),
-        flags_corrected, error,
+        flags_corrected, error, newest_row_at, in_flight_after, in_flight,
     )  # fmt: skip
 
 
@@ -115,6 +118,16 @@ async def latest_reports(db: DB, *, limit: int, finished_only: bool = False) -> 
         limit,
     )
     return [_as_dict(r) for r in rows]
+
+
+async def latest_completed(db: DB, *, requested_by: str) -> dict[str, Any] | None:
+    """The newest completed report of the audits ``requested_by`` asked for, or None."""
+    row = await db.fetchrow(
+        f"SELECT {_REPORT_COLUMNS} FROM audit_reports WHERE requested_by = $1 AND status = 'completed' "  # noqa: S608 -- constant columns
+        "ORDER BY started_at DESC LIMIT 1",
+        requested_by,
+    )
+    return _as_dict(row) if row is not None else None
 
 
 async def prune_reports(db: DB, *, keep: int) -> None:

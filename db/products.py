@@ -24,6 +24,7 @@ __all__ = [
     "fetch_listings_with_state",
     "mark_converted",
     "mark_unconverted",
+    "newest_update",
     "scan_changed_ids",
     "scan_ids",
     "scan_listings_with_state",
@@ -95,6 +96,8 @@ UPDATE products p SET is_conversion = true
 FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, updated_at)
 WHERE p.id = u.id AND p.updated_at = u.updated_at AND NOT p.is_conversion
 """
+# The newest edit the table holds: a watermark in the scraper's own clock (and column type).
+_NEWEST_UPDATE = "SELECT max(updated_at) FROM products"
 _MARK_UNCONVERTED = "UPDATE products SET is_conversion = false WHERE id = ANY($1::bigint[]) AND is_conversion"
 
 
@@ -146,3 +149,13 @@ async def mark_unconverted(db: DB, ids: Sequence[int]) -> None:
     """Clear ``is_conversion`` for ``ids`` (their current content is not in the collection)."""
     if ids:
         await db.execute(_MARK_UNCONVERTED, list(ids))
+
+
+async def newest_update(db: DB) -> datetime | None:
+    """The newest ``updated_at`` of any row (None when no row has one).
+
+    A row edited after this read gets a newer one — from the same clock that wrote this one, the
+    scraper's or PostgreSQL's, whatever its zone or skew — unless that clock goes back.
+    """
+    newest: datetime | None = await db.fetchval(_NEWEST_UPDATE)
+    return newest

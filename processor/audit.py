@@ -11,6 +11,13 @@ forced sync for wrong-model ones — and wrong
 flags are corrected as the audit goes, ``FLAG_CHUNK`` rows per transaction (each only for the row
 version the audit saw). One audit runs at a
 time per collection, across every process (a Redis lock).
+
+A drifted listing whose row — or the row its point was written from — is newer than the audit's
+watermark (the newest ``updated_at`` the table held when the audit started, unless the caller
+gives an older one) changed while the audit ran: an edit whose sync is presumably still on its
+way. The report keeps its verdict in ``counts`` and also counts it in ``in_flight``; the
+watermark compares the rows' own clock with itself, never the host's or PostgreSQL's with the
+scraper's.
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ from finally_indexer.core.constants import MAX_IDS_PER_JOB
 from finally_indexer.core.errors import redact
 from finally_indexer.core.settings import Settings
 from finally_indexer.db import audit as queries
+from finally_indexer.db.products import newest_update
 from finally_indexer.processor.audit_merge import END, Judged, PageJudge, PointWindows, Verdict, judge
 from finally_indexer.processor.audit_rows import ListingRow
 from finally_indexer.processor.enqueue import enqueue_job
+from finally_indexer.processor.texts import datetime_of, version_of
 from finally_indexer.processor.vectorstore import VectorStore
 from finally_indexer.schemas.jobs import Job, JobSource, Operation
 
@@ -47,6 +56,7 @@ __all__ = [
     "Auditor",
     "Verdict",
     "audit_lock_key",
+    "changed_after",
     "judge",
     "new_audit_id",
     "refresh_audit_gauges",
@@ -83,23 +93,45 @@ def audit_lock_key(settings: Settings) -> str:
     return f"finally-indexer:audit-lock:{settings.collection}"
 
 
+#: The watermark of an audit of an empty table (or of rows without ``updated_at``): every version is newer.
+_BEFORE_ANY_VERSION: Final = -1
+
+
 @dataclass(slots=True)
 class _Tally:
+    #: Versions above this one are changes made after the audit's watermark.
+    after: int = _BEFORE_ANY_VERSION
     counts: Counter[str] = field(default_factory=Counter)
     samples: dict[str, list[int]] = field(default_factory=dict)
     listings: int = 0
     points: int = 0
+    in_flight: int = 0
 
-    def add(self, verdict: Verdict, product_id: int) -> None:
+    def add(
+        self, verdict: Verdict, product_id: int, row: ListingRow | None, point_version: int | None
+    ) -> None:
         self.counts[verdict.value] += 1
         if verdict is not Verdict.OK:
             sample = self.samples.setdefault(verdict.value, [])
             if len(sample) < SAMPLE_SIZE:
                 sample.append(product_id)
+            # a point of another model is no edit's doing: never in flight
+            if verdict is not Verdict.WRONG_MODEL and changed_after(self.after, row, point_version):
+                self.in_flight += 1
 
     @property
     def drift(self) -> int:
         return sum(n for verdict, n in self.counts.items() if verdict != Verdict.OK)
+
+
+def changed_after(after: int, row: ListingRow | None, point_version: int | None) -> bool:
+    """Whether the listing's row, or the row its point was written from, is newer than version
+    ``after``: the listing changed after the watermark was read. (A point newer than the row the
+    audit read means the row changed between the audit's read of it and of the point.) A ghost
+    without a row and with an old point cannot be dated: it is not in flight."""
+    return (row is not None and row.version is not None and row.version > after) or (
+        point_version is not None and point_version > after
+    )
 
 
 class _Repairs:
@@ -186,11 +218,16 @@ class Auditor:
         return await enqueue_job(self.pool, self._redis, jobs_stream=self._settings.jobs_stream, job=job)
 
     async def run(
-        self, *, repair: bool = False, requested_by: str | None = None, progress: Progress | None = None
-    ) -> dict[str, Any]:
-        """Audit (and repair) now; the stored report. ``AuditBusy`` if another audit is running."""
+        self, *, repair: bool = False, requested_by: str | None = None, progress: Progress | None = None,
+        in_flight_after: int | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Audit (and repair) now; the stored report. ``AuditBusy`` if another audit is running.
+
+        ``in_flight_after``: the row version drifted listings count as in flight above (by default
+        the audit's own watermark: the newest ``updated_at`` when it starts).
+        """
         audit_id = await self._begin(repair=repair, requested_by=requested_by)
-        return await self._finish(audit_id, repair=repair, progress=progress)
+        return await self._finish(audit_id, repair=repair, progress=progress, in_flight_after=in_flight_after)
 
     async def start(self, *, repair: bool = False, requested_by: str | None = None) -> str:
         """Start an audit in the background; its id (the report says 'running' until it ends).
@@ -217,18 +254,25 @@ class Auditor:
             raise
         return audit_id
 
-    async def _finish(self, audit_id: str, *, repair: bool, progress: Progress | None) -> dict[str, Any]:
+    async def _finish(
+        self, audit_id: str, *, repair: bool, progress: Progress | None, in_flight_after: int | None = None
+    ) -> dict[str, Any]:
         """Compare, repair, record the report; the lock is released whatever happens."""
         started = time.perf_counter()
         try:
+            # read before any listing: every edit after it carries a newer updated_at
+            newest = await newest_update(self.pool)
+            own = version_of(newest) if newest is not None else _BEFORE_ANY_VERSION
+            tally = _Tally(after=own if in_flight_after is None else in_flight_after)
             with _collector_off_the_long_lived():
-                tally, repairs = await self._compare(audit_id, repair=repair, progress=progress)
+                repairs = await self._compare(audit_id, tally, repair=repair, progress=progress)
             flags = await repairs.finish() if repairs is not None else 0
             duration = time.perf_counter() - started
             await queries.finish_report(
                 self.pool, audit_id, status="completed", duration_s=duration, listings=tally.listings,
                 points=tally.points, counts={v.value: tally.counts.get(v.value, 0) for v in Verdict},
                 samples=tally.samples, repair_job_ids=repairs.job_ids if repairs else (), flags_corrected=flags,
+                newest_row_at=_instant(own), in_flight_after=_instant(tally.after), in_flight=tally.in_flight,
             )  # fmt: skip
             await queries.prune_reports(self.pool, keep=self._settings.audit_keep_reports)
         except BaseException as exc:  # cancelled too: the report must not stay 'running'
@@ -240,6 +284,7 @@ class Auditor:
             "audit_completed",
             audit_id=audit_id,
             drift=tally.drift,
+            in_flight=tally.in_flight,
             seconds=round(duration, 2),
             **tally.counts,
         )
@@ -268,10 +313,9 @@ class Auditor:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _compare(
-        self, audit_id: str, *, repair: bool, progress: Progress | None
-    ) -> tuple[_Tally, _Repairs | None]:
+        self, audit_id: str, tally: _Tally, *, repair: bool, progress: Progress | None
+    ) -> _Repairs | None:
         """The merge of both sides in id order: each page of rows against the points of its ids."""
-        tally = _Tally()
         repairs = _Repairs(self, audit_id) if repair else None
         expected = await queries.count_listings(self.pool)
         judging = PageJudge(model=self._model, template=self._settings.text_template)
@@ -285,7 +329,7 @@ class Auditor:
         await self._tally(tally, repairs, judging.judge([], rest), rows=0, points=len(rest))
         if progress is not None:
             progress(tally.listings, expected)
-        return tally, repairs
+        return repairs
 
     @staticmethod
     async def _tally(
@@ -295,8 +339,8 @@ class Auditor:
         tally.counts[Verdict.OK.value] += ok
         tally.listings += rows
         tally.points += points
-        for verdict, product_id, row in others:
-            tally.add(verdict, product_id)
+        for verdict, product_id, row, point_version in others:
+            tally.add(verdict, product_id, row, point_version)
             if repairs is not None:
                 await repairs.add(verdict, product_id, row)
 
@@ -341,6 +385,11 @@ def _collector_off_the_long_lived() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def _instant(version: int) -> datetime | None:
+    """A watermark as a timestamp for the report (None: the table had no version)."""
+    return datetime_of(version) if version != _BEFORE_ANY_VERSION else None
 
 
 def new_audit_id() -> str:

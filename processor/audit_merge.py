@@ -47,8 +47,9 @@ class Verdict(StrEnum):
     WRONG_MODEL = "wrong_model"
 
 
-#: A verdict other than ``ok``: the verdict, the product id, and its row (None when absent).
-Judged = tuple[Verdict, int, ListingRow | None]
+#: A verdict other than ``ok``: the verdict, the product id, its row and its point's version (each
+#: None when absent; the versions tell whether the listing changed while the audit ran).
+Judged = tuple[Verdict, int, ListingRow | None, int | None]
 
 
 def judge(
@@ -126,7 +127,7 @@ class PageJudge:
             if verdict is Verdict.OK:
                 ok += 1
             else:
-                others.append((verdict, pid, row))
+                others.append((verdict, pid, row, point.version))
         return ok, others
 
     def _merged(self, records: Sequence[Row], points: list[StoredListing]) -> tuple[int, list[Judged]]:
@@ -146,7 +147,7 @@ class PageJudge:
             if verdict is Verdict.OK:
                 ok += 1
             else:
-                others.append((verdict, pid, row))
+                others.append((verdict, pid, row, point.version if point is not None else None))
         return ok, others
 
 

@@ -17,10 +17,13 @@ update, each embedded by its own model, and a failure anywhere leaves the entry 
 
 **Finishing** (:meth:`Generations.step`, every ``GENERATIONS_POLL_S`` in each worker). When the
 build job has completed, the new generation is audited (with repair: drift is queued as ordinary
-jobs, which reach it through the mirror); at 0 drift the record switches in one transaction and
-then the alias (or pointer) follows. A step also points the alias at the record's serving
-generation (after a crash between the two, or a rollback recorded by the CLI) and drops retired
-generations past their keep time.
+jobs, which reach it through the mirror); when no drift *holds the switch* the record switches in
+one transaction and then the alias (or pointer) follows. A drifted listing edited after the
+watermark of the build's previous audit (whose repairs have all finished; the audit's own for the
+first) does not hold it: its sync is on its way, mirrored into both generations like any other
+(see :meth:`Generations._in_flight_after`). Every other drifted listing does. A step also points
+the alias at the record's serving generation (after a crash between the two, or a rollback
+recorded by the CLI) and drops retired generations past their keep time.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from finally_indexer.core import metrics
 from finally_indexer.core.errors import ConfigurationError, redact
 from finally_indexer.core.settings import EmbedderKind, Settings
 from finally_indexer.core.streams import StreamEntry
+from finally_indexer.db import audit as audit_queries
 from finally_indexer.db import generations as records
 from finally_indexer.db.generations import GenerationRow
 from finally_indexer.processor.audit import AuditBusy, Auditor
@@ -48,7 +52,7 @@ from finally_indexer.processor.embedders.factory import build_embedder
 from finally_indexer.processor.embedding import Embedder
 from finally_indexer.processor.indexer import Indexer
 from finally_indexer.processor.stores.generations import AliasFamily, Family, generation_name
-from finally_indexer.processor.texts import template_hash
+from finally_indexer.processor.texts import template_hash, version_of
 from finally_indexer.processor.vectorstore import CollectionIdentity, VectorStore
 from finally_indexer.schemas.messages import BatchMessage
 
@@ -58,6 +62,7 @@ __all__ = [
     "Generations",
     "NothingToRollBack",
     "ServingAuditor",
+    "audit_requester",
     "embedding_record",
     "identity_of",
     "rollback",
@@ -69,15 +74,16 @@ log = structlog.get_logger(__name__)
 
 #: Seconds between two steps of a worker's generations loop (finish a build, follow the record).
 GENERATIONS_POLL_S: Final = 2.0
-#: Audits of a completed build in a row that may find more than ``DRIFT_NOISE`` before the build
-#: is given up.
+#: Audits of a completed build in a row whose drift holding the switch is more than ``DRIFT_NOISE``
+#: before the build is given up.
 MAX_BUILD_AUDITS: Final = 10
 #: Seconds between the end of an audit of a build that found drift and the next one, plus that
 #: audit's own duration: a build under constant updates is audited at most half the time.
 REAUDIT_PAUSE_S: Final = 5.0
-#: Share of the listings an audit of a build may find drifted without counting toward giving up:
-#: a listing updated while the audit reads, its sync still queued, is drift too, so a busy catalogue
-#: shows a few at every audit; the build keeps being audited (and repaired) until one finds none.
+#: Share of the listings an audit of a build may find drifted (drift that holds the switch) without
+#: counting toward giving up: an edit older than the watermark whose sync is still queued (a
+#: pipeline behind by more than the time between two audits) holds it; the build keeps being audited
+#: (and repaired) until one finds none.
 DRIFT_NOISE: Final = 0.01
 #: The settings a generation's vectors depend on, recorded with it (no secret among them).
 EMBEDDING_FIELDS: Final = (
@@ -94,6 +100,11 @@ _EPOCH: Final = datetime.fromtimestamp(0, UTC)
 
 #: Builds the indexer of one generation: (store, embedder, the generation's settings).
 MakeIndexer = Callable[[VectorStore, Embedder, Settings], Indexer]
+
+
+def audit_requester(name: str) -> str:
+    """The ``requested_by`` of the audits of build ``name`` (how its previous audit is found)."""
+    return f"reindex {name}"
 
 
 class NothingToRollBack(RuntimeError):
@@ -326,7 +337,7 @@ class Generations:
         audited = await self._audit(build)
         if audited is None:
             return
-        drift, listings = audited
+        drift, listings = audited  # the drift that holds the switch (in flight excepted)
         if drift == 0:
             if await records.promote(
                 self._pool,
@@ -346,26 +357,56 @@ class Generations:
             log.error("generation_build_failed", generation=build.name, drift=drift)
 
     async def _audit(self, build: GenerationRow) -> tuple[int, int] | None:
-        """Audit the built generation with repair; its drift and listings (None: another audit of it runs)."""
+        """Audit the built generation with repair; the drift that holds its switch and its listings
+        (None: another audit of it runs)."""
         settings = settings_for(self._settings, build).model_copy(update={"collection": build.name})
         store = (await self.indexer(build)).store
         auditor = Auditor(pool=self._pool, redis=self._redis, store=store, settings=settings)
+        requested_by = audit_requester(build.name)
+        after = await self._in_flight_after(requested_by)
         started = time.monotonic()
         try:
-            report = await auditor.run(repair=True, requested_by=f"reindex {build.name}")
+            report = await auditor.run(repair=True, requested_by=requested_by, in_flight_after=after)
         except AuditBusy:
             return None
         # the next audit of a build that drifted waits: never audit back to back (a full scan)
         self._next_audit[build.name] = time.monotonic() + REAUDIT_PAUSE_S + (time.monotonic() - started)
         self._repairs[build.name] = list(report["repair_job_ids"])
         drift = sum(n for verdict, n in report["counts"].items() if verdict != "ok")
+        holding = drift - int(report["in_flight"])
         log.info(
             "generation_audited",
             generation=build.name,
             drift=drift,
+            in_flight=report["in_flight"],
+            holding=holding,
             repair_jobs=len(report["repair_job_ids"]),
         )
-        return int(drift), int(report["listings"])
+        return holding, int(report["listings"])
+
+    async def _in_flight_after(self, requested_by: str) -> int | None:
+        """The watermark a build's audit judges "in flight" by: the newest ``updated_at`` when the
+        build's previous audit started, if every repair that audit queued has finished; None (the
+        audit's own watermark) when there is none.
+
+        Why that is safe: a listing whose row is not newer than that watermark was read, as it is
+        now, by the previous audit; if it drifted then, its repair has run since (through the mirror,
+        reading the row then). Drifted again, unchanged, it is the build's own fault, and it holds
+        the switch. A listing edited since has its own sync, mirrored into both generations (or, for
+        an edit without a job, is as stale in the serving generation, where its scheduled audits will
+        find it); either way this audit queues its repair too. Why it is live: an edit's sync holds
+        the switch only if it is still in flight a whole audit cycle later (``REAUDIT_PAUSE_S`` and
+        more); with the audit's own watermark every edit queued just before it started, its sync
+        not yet done, would hold it (a small catalogue audits faster than a sync lands).
+        """
+        previous = await audit_queries.latest_completed(self._pool, requested_by=requested_by)
+        if previous is None or previous["newest_row_at"] is None:
+            return None
+        for job_id in previous["repair_job_ids"]:
+            progress = await records.build_progress(self._pool, job_id)
+            if progress is not None and progress.status in ("pending", "running"):
+                return None
+        return version_of(previous["newest_row_at"])
 
     async def _repairs_done(self, name: str) -> bool:
         """Whether the repair jobs the last audit of ``name`` queued have all finished."""

@@ -365,6 +365,20 @@ class AuditReport(BaseModel):
         description="Verdict → listings: ok, missing, stale, ghost, wrong_flag, wrong_model."
     )
     drift: int = Field(description="Listings whose verdict is not ok.")
+    in_flight: int = Field(
+        default=0,
+        description=(
+            "Of the drift (counted in counts too): listings whose row, or the row their point was written "
+            "from, is newer than in_flight_after — edited while the audit ran, their sync presumably on its way."
+        ),
+    )
+    in_flight_after: datetime | None = Field(
+        default=None,
+        description=(
+            "The watermark: the newest products.updated_at when the audit started (an audit of a building "
+            "generation: when its previous audit started). Null for an empty table or an older report."
+        ),
+    )
     samples: dict[str, list[int]] = Field(description="Verdict → a few product ids (see GET /listings/{id}).")
     repair_job_ids: list[str] = Field(description="Jobs the repair queued (follow them at /jobs/{id}).")
     flags_corrected: int

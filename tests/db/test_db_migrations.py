@@ -60,7 +60,7 @@ async def test_upgrade_creates_schema_tables_and_version(postgres_dsn: str, fres
     await asyncio.to_thread(migrate.upgrade, postgres_dsn, schema=fresh_schema)
 
     assert await _tables(postgres_dsn, fresh_schema) == SERVICE_TABLES
-    assert migrate.current(postgres_dsn, fresh_schema) == migrate.head() == "0009"
+    assert migrate.current(postgres_dsn, fresh_schema) == migrate.head() == "0010"
 
 
 async def test_upgrade_twice_is_a_no_op(postgres_dsn: str, fresh_schema: str) -> None:
@@ -169,6 +169,8 @@ def test_offline_sql_sets_the_schema_and_records_the_version() -> None:
     assert "UPDATE reviewed.alembic_version SET version_num='0008'" in sql
     assert "CREATE TABLE index_generations" in sql
     assert "UPDATE reviewed.alembic_version SET version_num='0009'" in sql
+    assert "ADD COLUMN in_flight" in sql
+    assert "UPDATE reviewed.alembic_version SET version_num='0010'" in sql
 
 
 async def test_packaged_alembic_ini_drives_the_cli(

@@ -23,10 +23,10 @@ from finally_indexer.core.settings import Settings
 from finally_indexer.db import audit as audit_queries
 from finally_indexer.processor import audit as audit_module
 from finally_indexer.processor import audit_merge, audit_rows
-from finally_indexer.processor.audit import AuditBusy, Auditor, run_scheduled
+from finally_indexer.processor.audit import AuditBusy, Auditor, changed_after, run_scheduled
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.stores.factory import build_vector_store
-from finally_indexer.processor.texts import build_text
+from finally_indexer.processor.texts import build_text, datetime_of
 from finally_indexer.processor.vectorstore import ListingPoint, VectorStore
 
 LISTINGS = 20
@@ -134,6 +134,44 @@ async def test_each_kind_of_drift_is_counted_and_repaired(
         "wrong_model": 0,
     }
     await assert_converged(pool, store, settings)
+
+
+async def test_drift_newer_than_the_watermark_is_counted_in_flight_apart(
+    *, pipeline: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], store: VectorStore, settings: Settings,
+    auditor: Auditor,
+) -> None:  # fmt: skip
+    await add_listings(pool, 1, LISTINGS)
+    await _indexed(pipeline, redis, settings)
+    await _corrupt_each_way(pool, store, settings)
+    newest = await pool.fetchval("SELECT max(updated_at) FROM products")
+
+    found = await auditor.run()
+
+    # every corruption was made before the audit started: none is in flight
+    assert found["counts"] == {"ok": LISTINGS - 4, **DRIFTED}
+    assert found["in_flight"] == 0
+    assert found["in_flight_after"] == found["newest_row_at"] == newest
+
+    # judged against an older watermark, the same drift is in flight — but for the point of another
+    # model, which no edit makes; the verdicts are the same
+    since_epoch = await auditor.run(in_flight_after=0)
+
+    assert since_epoch["counts"] == found["counts"]
+    assert since_epoch["in_flight"] == sum(DRIFTED.values()) - DRIFTED["wrong_model"]
+    assert since_epoch["in_flight_after"] == datetime_of(0)
+    assert since_epoch["newest_row_at"] == newest
+
+
+def test_a_listing_is_in_flight_when_its_row_or_its_point_is_newer_than_the_watermark() -> None:
+    def row(version: int | None) -> audit_rows.ListingRow:
+        return audit_rows.ListingRow(1, version, None, True, None, {})
+
+    assert changed_after(10, row(11), None)  # edited after the watermark, no point yet
+    assert changed_after(10, row(9), 11)  # the row was read before an edit whose sync then landed
+    assert changed_after(10, None, 11)  # deleted after a sync that followed the watermark
+    assert not changed_after(10, row(10), 10)  # not newer: the watermark's own version
+    assert not changed_after(10, row(None), 3)  # no updated_at, an old point
+    assert not changed_after(10, None, 3)  # a ghost with an old point: it cannot be dated
 
 
 async def test_a_point_for_a_deleted_row_version_is_a_ghost(

@@ -12,6 +12,8 @@ import asyncio
 import os
 import random
 import sys
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +22,17 @@ from typing import Any
 import asyncpg
 import pytest
 from fakes.openai_server import FakeOpenAI
-from pipeline.helpers import add_listings, expected_index, push
+from pipeline.helpers import add_listings, expected_index, push, running
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from finally_indexer.core.cli import EXIT_FAILURE
 from finally_indexer.core.settings import EmbedderKind, Settings, VectorStoreKind
+from finally_indexer.db import audit as audit_queries
 from finally_indexer.db import generations as records
+from finally_indexer.processor import generations as generations_module
 from finally_indexer.processor.embedders.tokens import count_tokens
-from finally_indexer.processor.generations import Generations, rollback
+from finally_indexer.processor.generations import Generations, audit_requester, rollback
 from finally_indexer.processor.pipeline import Pipeline
 from finally_indexer.processor.reindex import ReindexBusy, estimate_reindex, start_reindex
 from finally_indexer.processor.stores.factory import build_vector_store
@@ -49,6 +53,18 @@ UPDATE_EVERY_S = {VectorStoreKind.EDGE: 0.1, VectorStoreKind.LOCAL: 0.1}
 READ_EVERY_S = 0.05
 #: A bound on the build and switch of the acceptance test: a hang fails it instead of waiting.
 SWITCH_TIMEOUT_S = 600
+
+
+#: The steady-edits test: listings, the scraper's pace (listings edited per tick, a tick's length:
+#: 8 listings a second) and how long after an edit it queues the edit's sync: the listings edited in
+#: the last second (at least 6, 0.6 % of them) are in flight whenever an audit reads, on a fast
+#: machine as on a loaded one.
+STEADY_LISTINGS = 1_000
+STEADY_PER_TICK = 2
+STEADY_EVERY_S = 0.25
+STEADY_PUSH_AFTER_S = 1.0
+#: A hang guard of that test (a build that never switches fails it), under pytest's own timeout.
+STEADY_HANG_GUARD_S = 100
 
 
 def _old(settings: Settings, kind: VectorStoreKind, root: Path) -> Settings:
@@ -255,6 +271,139 @@ async def test_reindex_to_another_model_and_size_under_reads_and_updates_then_ro
     assert {pid: h for pid, (h, _) in held.items()} == expected
     assert {model for _, model in held.values()} == {old.model_name()}
     assert await worker.store.count() == listings
+
+
+async def _until_serving(pool: asyncpg.Pool[Any], generation: str) -> None:
+    """Wait until the record serves ``generation``; fail at once if its build ends otherwise."""
+    while (status := await records.status_of(pool, generation)) != "serving":
+        assert status == "building", f"the build ended {status!r} instead of switching"
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Edits:
+    """What the steady scraper did: how many listings it edited."""
+
+    made: int = 0
+    edited: asyncio.Event = field(default_factory=asyncio.Event)  # set at each edit
+
+    async def past(self, made: int) -> None:
+        """Wait until more than ``made`` listings were edited."""
+        while self.made <= made:
+            self.edited.clear()
+            await self.edited.wait()
+
+
+async def _edit_steadily(pipeline: Pipeline, redis: Redis, edits: Edits, *, stop: asyncio.Event) -> None:
+    """As a busy scraper: every ``STEADY_EVERY_S`` edit ``STEADY_PER_TICK`` listings' text
+    (``updated_at = now()``), and LPUSH a legacy sync of them ``STEADY_PUSH_AFTER_S`` later, until
+    ``stop`` (the syncs still owed are pushed then)."""
+    rng = random.Random(11)
+    owed: deque[tuple[float, list[int]]] = deque()
+    while not stop.is_set():
+        ids = rng.sample(range(1, STEADY_LISTINGS + 1), STEADY_PER_TICK)
+        await pipeline.pool.execute(
+            "UPDATE products SET title = title || ' 수정' || $2::text, updated_at = now() WHERE id = ANY($1::bigint[])",
+            ids,
+            str(edits.made),
+        )
+        owed.append((time.monotonic() + STEADY_PUSH_AFTER_S, ids))
+        edits.made += len(ids)
+        edits.edited.set()
+        while owed and (stop.is_set() or owed[0][0] <= time.monotonic()):
+            await push(redis, pipeline.settings, {"operation": "sync", "product_ids": owed.popleft()[1]})
+        await asyncio.sleep(STEADY_EVERY_S)
+    while owed:
+        await push(redis, pipeline.settings, {"operation": "sync", "product_ids": owed.popleft()[1]})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2 * STEADY_HANG_GUARD_S)
+@pytest.mark.parametrize("kind", [VectorStoreKind.EDGE])
+async def test_a_build_switches_while_listings_keep_changing(
+    worker: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], fake_openai: FakeOpenAI
+) -> None:
+    """Edits, each with its legacy job, never stop: every audit of the build finds listings whose
+    sync is still on its way (before the fix, the build was audited until it was given up or the
+    hang guard fired). Those do not hold the switch — their syncs reach both generations — so the
+    build switches while the edits go on, and holds every listing as PostgreSQL has it once they
+    stop and the last syncs land."""
+    old = worker.settings
+    await add_listings(pool, 1, STEADY_LISTINGS)
+    await _sync_all(worker, redis)
+    started = await start_reindex(pool, redis, _new(old, fake_openai), requested_by="test")
+    edits, stop = Edits(), asyncio.Event()
+    async with running(worker):  # the worker's own loops: consumer, generations step, …
+        editor = asyncio.create_task(_edit_steadily(worker, redis, edits, stop=stop))
+        try:
+            async with asyncio.timeout(STEADY_HANG_GUARD_S):  # a liveness bound, not a speed check
+                await _until_serving(pool, started.generation)
+                await edits.past(edits.made)  # the edits go on past the switch
+            assert not editor.done()
+        finally:
+            stop.set()
+            await editor
+    await worker.drain(timeout_s=120)  # the edits queued last
+    await _parts(worker)[0].step()
+
+    _, family = _parts(worker)
+    assert await family.current() == started.generation
+    expected = await expected_index(pool, old.text_template)
+    held = await _held(worker.store)
+    assert {pid: h for pid, (h, _) in held.items()} == expected
+    assert {model for _, model in held.values()} == {NEW_MODEL}
+    # the reports stay honest: in-flight listings are drift, counted apart; the switching audit's
+    # drift was all in flight, and some audit of the build did find listings in flight
+    audits = await pool.fetch(
+        "SELECT counts, in_flight FROM audit_reports WHERE requested_by = $1 AND status = 'completed' "
+        "ORDER BY started_at",
+        audit_requester(started.generation),
+    )
+    drifts = [(sum(n for v, n in a["counts"].items() if v != "ok"), a["in_flight"]) for a in audits]
+    assert all(0 <= in_flight <= drift for drift, in_flight in drifts), drifts
+    assert drifts[-1][0] == drifts[-1][1], drifts
+    assert any(in_flight for _, in_flight in drifts), drifts
+
+
+@pytest.mark.parametrize("kind", [VectorStoreKind.EDGE])
+async def test_drift_the_build_owns_holds_the_switch_and_an_edit_made_since_is_repaired_after_it(
+    worker: Pipeline, redis: Redis, pool: asyncpg.Pool[Any], fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(generations_module, "REAUDIT_PAUSE_S", 0.0)  # the next step may audit again
+    generations, family = _parts(worker)
+    await add_listings(pool, 1, 30)
+    await _sync_all(worker, redis)
+    first = await records.serving(pool, worker.settings.collection)
+    assert first is not None
+    started = await start_reindex(pool, redis, _new(worker.settings, fake_openai), requested_by="test")
+    await worker.drain(timeout_s=120)  # the build job completes
+    build = await records.building(pool, worker.settings.collection)
+    assert build is not None
+    await (await generations.indexer(build)).store.delete([7])  # the build's own fault
+    # an edit without a job, made before the audit: as stale in the serving generation, yet it holds
+    await pool.execute("UPDATE products SET content = '몰래 고침', updated_at = now() WHERE id = 8")
+
+    await generations.step()
+
+    assert await family.current() == first.name  # held
+    held = await audit_queries.latest_completed(pool, requested_by=audit_requester(started.generation))
+    assert held is not None
+    assert (held["counts"]["missing"], held["counts"]["stale"], held["in_flight"]) == (1, 1, 0)
+
+    await worker.drain(timeout_s=120)  # the repairs it queued, mirrored into the build
+    # an edit without a job after that audit: stale in both generations; it does not hold the switch,
+    # and the audit that finds it queues its repair
+    await pool.execute("UPDATE products SET content = '또 고침', updated_at = now() WHERE id = 9")
+    await generations.step()
+
+    assert await family.current() == started.generation
+    switched = await audit_queries.latest_completed(pool, requested_by=audit_requester(started.generation))
+    assert switched is not None
+    assert (switched["counts"]["stale"], switched["in_flight"], switched["samples"]) == (1, 1, {"stale": [9]})
+    await worker.drain(timeout_s=120)
+    current = {pid: h for pid, (h, _) in (await _held(worker.store)).items()}
+    assert current == await expected_index(pool, worker.settings.text_template)
 
 
 async def test_a_second_reindex_is_refused_while_one_builds(
