@@ -49,7 +49,7 @@ def _row(name: str, out: Outcome) -> str:
     return line + (f"   PROBLEMS: {'; '.join(out.problems)}" if out.problems else "")
 
 
-async def main(names: list[str], scale: Scale) -> int:
+async def main(names: list[str], scale: Scale, *, keep_failed: bool = False) -> int:
     configure_logging("WARNING", "console")
     print(_COLUMNS, flush=True)
     failed = 0
@@ -58,14 +58,18 @@ async def main(names: list[str], scale: Scale) -> int:
             print(f"{name:<20}{'skipped':>10}   mounting a tmpfs needs root", flush=True)
             continue
         folder = Path(tempfile.mkdtemp(prefix="bench-faults-", dir="."))
+        out = None
         try:
             out = await run(name, scale, folder)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if out is None or out.converged or not keep_failed:
+                shutil.rmtree(folder, ignore_errors=True)
         failed += not out.converged
         print(_row(name, out), flush=True)
         if not out.converged:  # the evidence goes with the folder: print what the worker said last
             print(f"--- {name}: the worker's last log lines ---\n{out.log_tail}", flush=True)
+            if keep_failed:
+                print(f"--- {name}: its logs are kept in {folder}", flush=True)
     return 1 if failed else 0
 
 
@@ -80,6 +84,10 @@ if __name__ == "__main__":
         "--long-stop", type=float, default=defaults.postgres_long_stop_s,
         help="seconds PostgreSQL stays down in postgres-stop-long",
     )  # fmt: skip
+    parser.add_argument(
+        "--keep-failed", action="store_true",
+        help="keep the folder (servers' data, every role's log) of a run that did not converge",
+    )  # fmt: skip
     args = parser.parse_args()
     unknown = set(args.faults.split(",")) - set(FAULTS)
     if unknown:
@@ -88,4 +96,4 @@ if __name__ == "__main__":
         listings=args.listings, kills=args.kills, bad_payloads=args.bad_payloads,
         postgres_long_stop_s=args.long_stop,
     )  # fmt: skip
-    sys.exit(asyncio.run(main(args.faults.split(","), chosen)))
+    sys.exit(asyncio.run(main(args.faults.split(","), chosen, keep_failed=args.keep_failed)))

@@ -7,7 +7,8 @@ afterwards would sit in a stream nobody reads. The :class:`BrokerSupervisor` of 
 every :data:`RECOVERY_CHECK_S` that its subscribers run and that both groups exist; when either
 is not so it stops the broker, recreates the groups at id 0 (``MKSTREAM``), starts a new broker
 and re-publishes what PostgreSQL says is unfinished (:func:`republish_unfinished`). A worker that
-fails :data:`RECOVERY_ATTEMPTS` recoveries in a row raises :class:`BrokerUnrecoverable`, so the
+fails :data:`RECOVERY_ATTEMPTS` recoveries in a row (or as many starts of its subscribers: FastStream
+gives each 3 s to answer its first PING) raises :class:`BrokerUnrecoverable`, so the
 process exits non-zero and its own supervisor (compose ``restart:``) starts it again; while Redis
 or PostgreSQL is unreachable it waits instead (that is an outage, not a failed recovery).
 
@@ -118,11 +119,27 @@ class BrokerSupervisor:
         self._broker: RedisBroker | None = None
 
     async def start(self, *, republish: bool = False) -> None:
-        """Start a broker; ``republish`` first puts back what PostgreSQL says is unfinished."""
+        """Start a broker; ``republish`` first puts back what PostgreSQL says is unfinished.
+
+        FastStream gives each subscriber a fixed 3 s for its first PING and raises ``TimeoutError``
+        past it: a process or a Redis stalled that long (a loaded machine) is no failure, so the
+        half-started broker is stopped and a new one started, up to ``attempts`` times; then
+        :class:`BrokerUnrecoverable`.
+        """
         if republish:
             await self._republish()
-        self._broker = self._build()
-        await self._broker.start()
+        for attempt in range(1, self._attempts + 1):
+            self._broker = self._build()
+            try:
+                await self._broker.start()
+                return
+            except TimeoutError as exc:
+                log.warning("broker_start_timed_out", attempt=attempt, error=repr(exc))
+                await self.stop()
+                if attempt == self._attempts:
+                    raise BrokerUnrecoverable(
+                        f"the subscribers did not start in {attempt} attempts (Redis or this process stalled)"
+                    ) from exc
 
     async def stop(self) -> None:
         """Stop reading, wait up to the grace time for handlers, cancel the rest (left pending)."""
