@@ -46,7 +46,7 @@ async def serve_worker(pipeline: Pipeline, *, stop: asyncio.Event) -> None:
         republish=pipeline.republish_unfinished,
     )
     # groups missing at start-up: Redis lost its data while no worker ran (or this is the first start)
-    await supervisor.start(republish=bool(pipeline.groups_created))
+    await supervisor.start(republish=bool(pipeline.groups_created), stop=stop)
     consumer = pipeline.consumer.name
     log.info("worker_started", consumer=consumer)
     try:

@@ -7,8 +7,7 @@ afterwards would sit in a stream nobody reads. The :class:`BrokerSupervisor` of 
 every :data:`RECOVERY_CHECK_S` that its subscribers run and that both groups exist; when either
 is not so it stops the broker, recreates the groups at id 0 (``MKSTREAM``), starts a new broker
 and re-publishes what PostgreSQL says is unfinished (:func:`republish_unfinished`). A worker that
-fails :data:`RECOVERY_ATTEMPTS` recoveries in a row (or as many starts of its subscribers: FastStream
-gives each 3 s to answer its first PING) raises :class:`BrokerUnrecoverable`, so the
+fails :data:`RECOVERY_ATTEMPTS` recoveries in a row raises :class:`BrokerUnrecoverable`, so the
 process exits non-zero and its own supervisor (compose ``restart:``) starts it again; while Redis
 or PostgreSQL is unreachable it waits instead (that is an outage, not a failed recovery).
 
@@ -20,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -58,6 +58,10 @@ RECOVERY_CHECK_S: Final = 1.0
 #: Failed recoveries in a row after which the worker gives up and exits non-zero (about this many
 #: seconds of trying): a restart of the process is then the better chance.
 RECOVERY_ATTEMPTS: Final = 5
+#: Pause after a start of the subscribers timed out (FastStream's 3 s for the first PING), doubled
+#: after each further timeout up to START_RETRY_MAX_S: a stall is waited out, never given up on.
+START_RETRY_FIRST_S: Final = 1.0
+START_RETRY_MAX_S: Final = 30.0
 
 
 async def missing_groups(redis: Redis, settings: Settings) -> list[StreamGroup]:
@@ -118,28 +122,34 @@ class BrokerSupervisor:
         self._attempts = attempts
         self._broker: RedisBroker | None = None
 
-    async def start(self, *, republish: bool = False) -> None:
+    async def start(self, *, republish: bool = False, stop: asyncio.Event | None = None) -> None:
         """Start a broker; ``republish`` first puts back what PostgreSQL says is unfinished.
 
         FastStream gives each subscriber a fixed 3 s for its first PING and raises ``TimeoutError``
-        past it: a process or a Redis stalled that long (a loaded machine) is no failure, so the
-        half-started broker is stopped and a new one started, up to ``attempts`` times; then
-        :class:`BrokerUnrecoverable`.
+        past it: a process or a Redis stalled that long (a loaded machine) is an outage, not a
+        failure, so the half-started broker is stopped and a new one started after a pause
+        (``START_RETRY_FIRST_S``, doubling up to ``START_RETRY_MAX_S``) until one starts or
+        ``stop`` is set (then no broker runs; the caller is stopping anyway).
         """
         if republish:
             await self._republish()
-        for attempt in range(1, self._attempts + 1):
+        pause = START_RETRY_FIRST_S
+        for attempt in itertools.count(1):
             self._broker = self._build()
             try:
                 await self._broker.start()
                 return
             except TimeoutError as exc:
-                log.warning("broker_start_timed_out", attempt=attempt, error=repr(exc))
+                log.warning("broker_start_timed_out", attempt=attempt, retry_in_s=pause, error=repr(exc))
                 await self.stop()
-                if attempt == self._attempts:
-                    raise BrokerUnrecoverable(
-                        f"the subscribers did not start in {attempt} attempts (Redis or this process stalled)"
-                    ) from exc
+            if stop is None:
+                await asyncio.sleep(pause)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+                if stop.is_set():
+                    return
+            pause = min(pause * 2, START_RETRY_MAX_S)
 
     async def stop(self) -> None:
         """Stop reading, wait up to the grace time for handlers, cancel the rest (left pending)."""
@@ -159,7 +169,7 @@ class BrokerSupervisor:
                 if await self._healthy():
                     failures = 0
                     continue
-                await self._recover()
+                await self._recover(stop)
                 failures = 0
             except (RedisConnectionError, RedisTimeoutError, OSError, asyncpg.PostgresConnectionError) as exc:
                 # Redis (or PostgreSQL) unreachable: nothing can recover now, and a restart of this
@@ -185,8 +195,8 @@ class BrokerSupervisor:
         )
         return False
 
-    async def _recover(self) -> None:
+    async def _recover(self, stop: asyncio.Event) -> None:
         await self.stop()
         created = await ensure_groups(self._redis, self._settings)
-        await self.start(republish=True)
+        await self.start(republish=True, stop=stop)
         log.info("broker_recovered", groups_created=[f"{p.group} on {p.stream}" for p in created])
