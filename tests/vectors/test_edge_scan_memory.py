@@ -14,6 +14,7 @@ import pytest
 
 from finally_indexer.processor.stores import qdrant_edge
 from finally_indexer.processor.stores.mapped_pages import release_mapped
+from finally_indexer.processor.stores.points import SCROLL_PAGE
 from finally_indexer.processor.stores.qdrant_edge import PAYLOAD_STORAGE_DIR, QdrantEdgeStore
 from finally_indexer.processor.vectorstore import ListingPoint
 
@@ -74,7 +75,7 @@ async def test_a_scan_hands_the_payload_pages_it_read_back(
 
     assert seen == POINTS
     assert stored > 20 * 2**20  # the payloads are on disk, uncompressed enough to measure
-    window = RELEASE_PAGES * qdrant_edge.SCROLL_PAGE
+    window = RELEASE_PAGES * SCROLL_PAGE
     # between two releases a scan holds about one window's payloads (an eighth), never all of them
     assert peak < stored * (window / POINTS) * 2, (peak, stored)
     assert after < stored / 10, (after, stored)
