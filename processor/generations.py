@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -402,15 +402,17 @@ class Generations:
         previous = await audit_queries.latest_completed(self._pool, requested_by=requested_by)
         if previous is None or previous["newest_row_at"] is None:
             return None
-        for job_id in previous["repair_job_ids"]:
-            progress = await records.build_progress(self._pool, job_id)
-            if progress is not None and progress.status in ("pending", "running"):
-                return None
+        if not await self._finished(previous["repair_job_ids"]):
+            return None
         return version_of(previous["newest_row_at"])
 
     async def _repairs_done(self, name: str) -> bool:
         """Whether the repair jobs the last audit of ``name`` queued have all finished."""
-        for job_id in self._repairs.get(name, []):
+        return await self._finished(self._repairs.get(name, []))
+
+    async def _finished(self, job_ids: Iterable[str]) -> bool:
+        """Whether none of ``job_ids`` is still pending or running (a job gone counts as finished)."""
+        for job_id in job_ids:
             progress = await records.build_progress(self._pool, job_id)
             if progress is not None and progress.status in ("pending", "running"):
                 return False

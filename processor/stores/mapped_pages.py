@@ -53,7 +53,8 @@ def release_mapped(folder: Path, directory: str) -> int:
     """
     if _MADVISE is None:
         return 0
-    prefix = f"{folder.resolve()}/"
+    root = folder.resolve()
+    prefix = f"{root}/"
     advised = 0
     try:
         lines = MAPS_FILE.read_text().splitlines()
@@ -64,7 +65,7 @@ def release_mapped(folder: Path, directory: str) -> int:
         fields = line.split(maxsplit=5)
         if len(fields) < 6 or fields[1][3] != "s" or not fields[5].startswith(prefix):
             continue
-        if directory not in Path(fields[5]).relative_to(folder.resolve()).parts[:-1]:
+        if directory not in Path(fields[5]).relative_to(root).parts[:-1]:
             continue
         start, end = (int(bound, 16) for bound in fields[0].split("-"))
         if _MADVISE(start, end - start, MADV_PAGEOUT) == 0:
